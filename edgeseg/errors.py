@@ -11,6 +11,14 @@ from typing import Callable, Sequence
 class UserError(Exception):
     """A mistake the user can fix (bad path, bad flag, wrong file); printed without traceback."""
 
+    exit_code = 2
+
+
+class CheckFailed(UserError):
+    """A verification the user asked for did not pass (e.g. export parity); exit status 1."""
+
+    exit_code = 1
+
 
 def cli_main(run: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
     """Wrap a CLI entry point: UserError -> `error: ...` + exit 2; Ctrl-C -> exit 130.
@@ -29,7 +37,7 @@ def cli_main(run: Callable[[Sequence[str] | None], int | None]) -> Callable[[Seq
             if debug:
                 traceback.print_exc()
             print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return exc.exit_code
         except KeyboardInterrupt:
             print("error: interrupted; completed checkpoints/files are intact (use --resume)", file=sys.stderr)
             return 130

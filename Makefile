@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make demo` (set up + train on the embedded data) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_ITERS ?= 1200
+
+.PHONY: demo test test-fast install install-all clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install -q -e .
+
+install-all: $(PY)
+	$(PY) -m pip install -q -e ".[all]"
+
+demo: install
+	$(PY) -m edgeseg.train --backbone mobilenetv3 --iters $(DEMO_ITERS) --out runs/demo
+	$(PY) -m edgeseg.evaluate --checkpoint runs/demo/best.pt
+	$(PY) -m edgeseg.predict --checkpoint runs/demo/best.pt --source examples --out runs/demo/predictions
+
+test: install-all
+	$(PY) -m pytest -q -ra
+
+test-fast: install-all
+	$(PY) -m pytest -q -ra -m "not slow"
+
+clean:
+	rm -rf runs .pytest_cache

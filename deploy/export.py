@@ -1,0 +1,170 @@
+"""Export a checkpoint to on-device artifacts, verified against torch.
+
+python -m deploy.export --checkpoint runs/demo/best.pt --target coreml [--precision fp16]
+python -m deploy.export --checkpoint best.pt --target all --precision int8 --calib-data synthetic
+
+Each artifact goes to OUT/<target>-<precision>[-openvocab]/ with card.json and parity.json;
+the folder appears only when export and verification succeed (it is built aside and renamed).
+Precisions: fp32, fp16 and int8 (w8a8; Core ML: int8 weights) on every target.
+Inputs are NCHW float32 [1, 3, S, S], normalised with the card's mean/std; for NHWC apps
+(Android), transpose before feeding or wrap with litert_torch.to_channel_last_io.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from deploy.calibration import load_inputs
+from deploy.parity import compare, torch_reference
+from deploy.targets import TARGETS, get_target
+from edgeseg.card import load_model
+from edgeseg.errors import CheckFailed, UserError, cli_main
+from edgeseg.io import atomic_path, write_json
+from edgeseg.models import OpenVocabSegmenter
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _split(value: str, valid: Sequence[str], what: str) -> list[str]:
+    items = list(valid) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
+    for item in items:
+        if item not in valid:
+            raise UserError(f"unknown {what} '{item}'; valid: {', '.join(valid)}, all")
+    return items
+
+
+def _file_hash(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, precision: str, out_dir: Path,
+               calibration: list[tuple[np.ndarray, ...]], verify: list[tuple[np.ndarray, ...]] | None) -> dict:
+    """Export, verify and atomically publish one artifact folder; returns its parity report."""
+    module = get_target(target)
+    if precision not in module.PRECISIONS:
+        raise UserError(f"target {target} does not support {precision}; it supports {', '.join(module.PRECISIONS)}")
+    name = f"{target}-{precision}{'-openvocab' if card['open_vocab'] else ''}"
+    final = out_dir / name
+    artifact_card = dict(card, target=target, precision=precision)
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        artifact = tmp / f"model{module.SUFFIX}"
+        started = time.time()
+        try:
+            module.export(graph, example, artifact, precision, calibration, artifact_card)
+        except UserError:
+            raise
+        except Exception as exc:  # converter failures: unsupported op, bad shape, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(f"{target} {precision} conversion failed: {first} (rerun with --debug for the "
+                            "converter's traceback; try another --precision or target)") from exc
+        write_json(tmp / "card.json", artifact_card)
+        if card["open_vocab"]:
+            np.save(tmp / "text_embeddings.npy", example[1].numpy())
+        report = {"target": target, "artifact": str(final / artifact.name), "export_seconds": round(time.time() - started, 1),
+                  "bytes": _size(artifact)}
+        report.update(_verify(module, target, precision, artifact, graph, card, verify))
+        write_json(tmp / "parity.json", report)
+        if verify is not None and not report.get("passed", True):
+            write_json(out_dir / f"{name}.parity-failed.json", report)
+            raise CheckFailed(f"{name}: pixel agreement {100 * report['pixel_agreement']:.2f}% is below "
+                              f"{100 * report['threshold']:.1f}% (report: {out_dir / (name + '.parity-failed.json')}; "
+                              "use more/better --calib-data, another precision, or --no-verify)")
+    return report
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    extra = path.with_suffix(".bin")  # OpenVINO weights
+    return path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)
+
+
+def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn.Module, card: dict,
+            samples: list[tuple[np.ndarray, ...]] | None) -> dict:
+    if samples is None:
+        return {"verified": False}
+    if target == "coreml" and platform.system() != "Darwin":
+        summary = module.spec_summary(artifact)
+        expected_out = [1, len(card["classes"]), card["img_size"] // card["output_stride"],
+                        card["img_size"] // card["output_stride"]]
+        ok = (summary["inputs"].get("image") == [1, 3, card["img_size"], card["img_size"]]
+              and summary["outputs"].get("logits") == expected_out and "edgeseg_card" in summary["metadata"])
+        return {"verified": "spec-only (Core ML prediction needs macOS)", "passed": ok,
+                "spec": {k: v for k, v in summary.items() if k != "metadata"}, "pixel_agreement": 1.0 if ok else 0.0,
+                "threshold": 1.0}
+    backend = module.load(artifact)
+    return {"verified": True, "runtime": backend.version,
+            **compare(torch_reference(graph), backend, samples, len(card["classes"]), precision)}
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.export", description=__doc__.splitlines()[0],
+                                     epilog="\n".join(__doc__.splitlines()[2:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="best.pt / last.pt from edgeseg.train")
+    parser.add_argument("--target", default="onnx", help=f"{', '.join(TARGETS)}, all, or a comma list")
+    parser.add_argument("--precision", default="fp32", help="fp32, fp16, int8, all, or a comma list")
+    parser.add_argument("--calib-data", default=None,
+                        help="int8 calibration images: a folder of images, a dataset (--data form) or 'synthetic'")
+    parser.add_argument("--calib-size", type=int, default=32, help="calibration images used for int8")
+    parser.add_argument("--img-size", type=int, default=None, help="static input size (default: the card's)")
+    parser.add_argument("--open-vocab", action="store_true", help="the graph takes text embeddings [K, D] as 2nd input")
+    parser.add_argument("--out", default="runs/export", help="output folder")
+    parser.add_argument("--verify-images", type=int, default=16, help="images compared against torch")
+    parser.add_argument("--verify-data", default=None, help="images for verification (default: calib data, else synthetic)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the artifact-vs-torch comparison")
+    args = parser.parse_args(argv)
+    targets = _split(args.target, list(TARGETS), "target")
+    precisions = _split(args.precision, PRECISIONS, "precision")
+    if "int8" in precisions and not args.calib_data:
+        raise UserError("int8 needs --calib-data: a folder of images like those the model will see "
+                        "(or 'synthetic' for the embedded data)")
+    model, card = load_model(args.checkpoint)
+    if args.img_size:
+        if args.img_size % 32:
+            raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
+        card["img_size"] = args.img_size
+    card = dict(card, open_vocab=args.open_vocab, source_checkpoint=_file_hash(args.checkpoint))
+    size = card["img_size"]
+    text = model.text_embeddings.clone()
+    graph = OpenVocabSegmenter(model).eval() if args.open_vocab else model.eval()
+    example = (torch.zeros(1, 3, size, size),) + ((text,) if args.open_vocab else ())
+    extra = (text.numpy(),) if args.open_vocab else ()
+    calibration = [(x, *extra) for x in load_inputs(args.calib_data, card, args.calib_size, "train")] \
+        if "int8" in precisions else []
+    verify = None
+    if not args.no_verify:
+        verify_spec = args.verify_data or args.calib_data or "synthetic"
+        verify = [(x, *extra) for x in load_inputs(verify_spec, card, args.verify_images, "val")]
+    out_dir = Path(args.out)
+    rows = []
+    for target in targets:
+        for precision in precisions:
+            print(f"exporting {target} {precision} ...", file=sys.stderr, flush=True)
+            report = export_one(graph, example, card, target, precision, out_dir, calibration, verify)
+            rows.append(report)
+            agreement = report.get("pixel_agreement")
+            print(f"  {report['artifact']}  {report['bytes'] / 1e6:.2f} MB  "
+                  + (f"agreement {100 * agreement:.2f}%  max|dlogit| {report.get('max_abs_logit_diff', 0):.3g}"
+                     if agreement is not None else "not verified"), file=sys.stderr)
+    print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Artifact-vs-torch agreement: argmax pixel agreement, mIoU of artifact labels vs torch labels,
+logit differences. Thresholds per precision decide whether an export passes."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from edgeseg.metrics import ConfusionMatrix
+
+THRESHOLDS = {"fp32": 0.999, "fp16": 0.995, "int8": 0.97}
+
+
+def compare(reference: Callable[..., np.ndarray], candidate: Callable[..., np.ndarray],
+            samples: list[tuple[np.ndarray, ...]], num_classes: int, precision: str) -> dict:
+    """Run both on every sample; summarise how closely the candidate's logits and labels follow."""
+    confusion = ConfusionMatrix(num_classes)
+    agree = total = 0
+    max_diff = 0.0
+    abs_diffs = []
+    for sample in samples:
+        ref, out = np.asarray(reference(*sample), np.float32), np.asarray(candidate(*sample), np.float32)
+        if ref.shape != out.shape:
+            raise ValueError(f"artifact output shape {out.shape} differs from torch's {ref.shape}")
+        ref_labels, out_labels = ref.argmax(1), out.argmax(1)
+        agree += int((ref_labels == out_labels).sum())
+        total += ref_labels.size
+        confusion.update(out_labels, ref_labels)
+        diff = np.abs(ref - out)
+        max_diff = max(max_diff, float(diff.max()))
+        abs_diffs.append(float(diff.mean()))
+    agreement = agree / max(total, 1)
+    threshold = THRESHOLDS[precision]
+    return {
+        "precision": precision,
+        "images": len(samples),
+        "pixel_agreement": agreement,
+        "miou_vs_torch": confusion.summary([str(i) for i in range(num_classes)])["mIoU"],
+        "max_abs_logit_diff": max_diff,
+        "mean_abs_logit_diff": float(np.mean(abs_diffs)) if abs_diffs else 0.0,
+        "threshold": threshold,
+        "passed": agreement >= threshold,
+    }
+
+
+def torch_reference(graph: torch.nn.Module) -> Callable[..., np.ndarray]:
+    """The export graph in torch (fp32), as a numpy function."""
+
+    @torch.no_grad()
+    def run(*inputs: np.ndarray) -> np.ndarray:
+        return graph(*[torch.from_numpy(x) for x in inputs]).numpy()
+
+    return run

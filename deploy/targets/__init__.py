@@ -1,0 +1,42 @@
+"""Export targets, registered by name. Each module provides:
+
+  PRECISIONS: tuple of supported precisions
+  SUFFIX: artifact file/folder suffix
+  export(graph, example_inputs, path, precision, calibration, card) -> None   (writes `path`)
+  load(path) -> Backend                                                     (a callable runtime)
+where `calibration` is a list of model-input arrays [1, 3, S, S] (needed for int8).
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from edgeseg.errors import UserError
+
+TARGETS: dict[str, str] = {
+    "onnx": "deploy.targets.onnx",
+    "openvino": "deploy.targets.openvino",
+    "coreml": "deploy.targets.coreml",
+    "tflite": "deploy.targets.tflite",
+}
+SUFFIXES: dict[str, str] = {".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml", ".tflite": "tflite"}
+EXTRAS: dict[str, str] = {"onnx": "onnx onnxruntime", "openvino": "edgeseg[openvino]", "coreml": "edgeseg[coreml]",
+                          "tflite": "edgeseg[tflite]"}
+
+
+def get_target(name: str) -> ModuleType:
+    """Import a target module by name; clear errors for unknown names and missing packages."""
+    if name not in TARGETS:
+        raise UserError(f"unknown target '{name}'; valid: {', '.join(TARGETS)}, all")
+    try:
+        return importlib.import_module(TARGETS[name])
+    except ImportError as exc:
+        raise UserError(f"target '{name}' needs `pip install {EXTRAS[name]}` ({exc.name} is missing)") from exc
+
+
+def target_for_artifact(path: str) -> str:
+    """Which target wrote an artifact, from its suffix."""
+    for suffix, name in SUFFIXES.items():
+        if str(path).rstrip("/").endswith(suffix):
+            return name
+    raise UserError(f"{path}: unknown artifact type; expected one of {', '.join(SUFFIXES)}")

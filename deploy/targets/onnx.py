@@ -1,0 +1,98 @@
+"""ONNX via torch.onnx.export (static shape, opset 17); fp16 by float16 conversion; int8 by
+onnxruntime static QDQ quantization on calibration images."""
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SUFFIX = ".onnx"
+OPSET = 17
+
+
+def export_float(graph: torch.nn.Module, example_inputs: tuple, path: Path, input_names: list[str]) -> None:
+    """Plain fp32 ONNX with static shapes (TorchScript exporter: dynamo=False, set explicitly)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, example_inputs, str(path), opset_version=OPSET, dynamo=False,
+                          input_names=input_names, output_names=["logits"], do_constant_folding=True)
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over model-input arrays."""
+
+    def __init__(self, inputs: list[dict[str, np.ndarray]]) -> None:
+        self._iter = iter(inputs)
+
+    def get_next(self):
+        return next(self._iter, None)
+
+
+def _add_metadata(path: Path, card: dict) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "edgeseg_card", json.dumps(card)
+    onnx.save(model, str(path))
+
+
+def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
+           calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
+    input_names = ["image", "text_embeddings"][: len(example_inputs)]
+    if precision == "fp32":
+        export_float(graph, example_inputs, path, input_names)
+    elif precision == "fp16":
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        with tempfile.TemporaryDirectory() as tmp:
+            float_path = Path(tmp) / "float.onnx"
+            export_float(graph, example_inputs, float_path, input_names)
+            onnx.save(convert_float_to_float16(onnx.load(str(float_path)), keep_io_types=True), str(path))
+    else:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        with tempfile.TemporaryDirectory() as tmp:
+            float_path, prepped = Path(tmp) / "float.onnx", Path(tmp) / "prep.onnx"
+            export_float(graph, example_inputs, float_path, input_names)
+            quant_pre_process(str(float_path), str(prepped), skip_symbolic_shape=True)
+            feeds = [dict(zip(input_names, sample)) for sample in calibration]
+            quantize_static(str(prepped), str(path), _Reader(feeds), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=False,
+                            reduce_range=True, calibrate_method=CalibrationMethod.MinMax,
+                            op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "Relu",
+                                                  "HardSwish", "HardSigmoid", "Resize", "GlobalAveragePool"],
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    _add_metadata(path, card)
+
+
+class Backend:
+    """onnxruntime CPU session; call with model inputs, returns logits [1, K, h, w]."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.card = json.loads(meta["edgeseg_card"]) if "edgeseg_card" in meta else None
+        self.version = f"onnxruntime {ort.__version__}"
+
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray:
+        return self.session.run(None, dict(zip(self.input_names, inputs)))[0]
+
+
+def load(path: Path, threads: int | None = None) -> Backend:
+    return Backend(path, threads)

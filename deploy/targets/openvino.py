@@ -1,0 +1,56 @@
+"""OpenVINO IR via openvino.convert_model (static shape); fp16 weight compression; int8 via NNCF PTQ."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SUFFIX = ".xml"
+
+
+def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
+           calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
+    import openvino as ov
+
+    shapes = [ov.PartialShape(list(t.shape)) for t in example_inputs]
+    model = ov.convert_model(graph, example_input=example_inputs, input=shapes)
+    for port, name in zip(model.inputs, ["image", "text_embeddings"]):
+        port.get_tensor().set_names({name})
+    model.outputs[0].get_tensor().set_names({"logits"})
+    if precision == "int8":
+        import nncf
+
+        dataset = nncf.Dataset(calibration, lambda sample: tuple(sample) if len(sample) > 1 else sample[0])
+        model = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration),
+                              model_type=nncf.ModelType.TRANSFORMER if card["head"] == "fusion" else None)
+    model.set_rt_info(json.dumps(card), ["edgeseg_card"])
+    # save_model writes .xml + .bin; `path` is the .xml inside the (temporary) artifact folder.
+    ov.save_model(model, str(path), compress_to_fp16=(precision == "fp16"))
+
+
+class Backend:
+    """OpenVINO CPU compiled model with a fixed thread count."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(path))
+        config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+        config["INFERENCE_PRECISION_HINT"] = "f32"  # run what the IR holds; fp16 IRs are decompressed to f32 on CPU
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.card = json.loads(model.get_rt_info(["edgeseg_card"]).astype(str)) \
+            if model.has_rt_info(["edgeseg_card"]) else None
+        self.version = f"openvino {ov.__version__}"
+
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray:
+        results = self.request.infer(list(inputs))
+        return np.asarray(results[self.compiled.outputs[0]])
+
+
+def load(path: Path, threads: int | None = None) -> Backend:
+    return Backend(path, threads)

@@ -1,0 +1,89 @@
+"""TFLite / LiteRT via litert_torch.convert: fp32; fp16 weights (AI Edge Quantizer float casting);
+int8 (w8a8) via PT2E static quantization calibrated on images. Float inputs/outputs by default."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SUFFIX = ".tflite"
+
+_FP16_RECIPE = [{
+    "regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+    "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"}, "compute_precision": "FLOAT",
+                  "explicit_dequantize": True},
+}]
+
+
+def _int8_model(graph: torch.nn.Module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]]):
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    exported = torch.export.export(graph, example_inputs).module()
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for sample in calibration:
+            prepared(*[torch.from_numpy(x) for x in sample])
+    return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+
+
+def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
+           calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
+    import litert_torch
+
+    if precision == "int8":
+        model, quant_config = _int8_model(graph, example_inputs, calibration)
+        litert_torch.convert(model, example_inputs, quant_config=quant_config).export(str(path))
+    else:
+        litert_torch.convert(graph, example_inputs).export(str(path))
+        if precision == "fp16":
+            from ai_edge_quantizer import quantizer
+
+            qt = quantizer.Quantizer(str(path))
+            qt.load_quantization_recipe(_FP16_RECIPE)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "fp16.tflite"
+                qt.quantize().export_model(str(out))
+                path.write_bytes(out.read_bytes())
+    # TFLite has no free-form metadata field we can rely on across runtimes: the card goes beside it.
+    (path.parent / "card.json").write_text(json.dumps(card, indent=2))
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        from tflite_runtime.interpreter import Interpreter  # fallback; built for numpy 1
+        return Interpreter, "tflite-runtime"
+
+
+class Backend:
+    """LiteRT interpreter (XNNPACK) with a fixed thread count."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        interpreter_class, name = _interpreter_class()
+        self.interpreter = interpreter_class(model_path=str(path), num_threads=threads or None)
+        self.interpreter.allocate_tensors()
+        self.inputs = self.interpreter.get_input_details()
+        self.output = self.interpreter.get_output_details()[0]
+        self.card = None
+        import importlib.metadata as md
+
+        self.version = f"{name} {md.version(name)}"
+
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray:
+        for detail, value in zip(self.inputs, inputs):
+            self.interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"]).astype(np.float32)
+
+
+def load(path: Path, threads: int | None = None) -> Backend:
+    return Backend(path, threads)

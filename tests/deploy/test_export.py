@@ -1,0 +1,134 @@
+"""deploy.export end to end: every target and precision, run in its runtime and compared with torch."""
+import json
+import platform
+
+import numpy as np
+import pytest
+import torch
+
+from deploy.runtime import load
+from edgeseg.card import load_model
+from edgeseg.data.synthetic import SyntheticScenes
+from edgeseg.preprocess import preprocess
+from tests.conftest import run_cli
+
+RUNNABLE = ("onnx", "openvino", "tflite")
+
+
+@pytest.fixture(scope="module")
+def exported_all(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export_all")
+    proc = run_cli("deploy.export", "--checkpoint", str(trained_run / "best.pt"), "--target", "all",
+                   "--precision", "all", "--calib-data", "synthetic", "--calib-size", "16", "--out", str(out),
+                   timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", RUNNABLE)
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_artifact_runs_and_matches_torch(exported_all, trained_run, target, precision):
+    folder = exported_all / f"{target}-{precision}"
+    parity = json.loads((folder / "parity.json").read_text())
+    assert parity["verified"] is True and parity["passed"] is True
+    assert parity["pixel_agreement"] >= {"fp32": 0.999, "fp16": 0.995, "int8": 0.97}[precision]
+    # Independently of the exporter's own check: load through the public runtime API and compare.
+    predictor = load(folder)
+    model, card = load_model(str(trained_run / "best.pt"))
+    images = [SyntheticScenes("val", 64).load(i)[0] for i in range(4)]
+    agree = []
+    for image in images:
+        with torch.no_grad():
+            reference = model(torch.from_numpy(preprocess(image, card)))[0].numpy()
+        logits = predictor.predict_logits(image)
+        assert logits.shape == reference.shape
+        agree.append((logits.argmax(0) == reference.argmax(0)).mean())
+        if precision == "fp32":
+            assert np.abs(logits - reference).max() < 1e-3
+    assert np.mean(agree) >= {"fp32": 0.999, "fp16": 0.99, "int8": 0.95}[precision]
+    assert predictor.predict(images[0]).shape == (64, 64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_coreml_package_spec(exported_all, precision):
+    from deploy.targets.coreml import spec_summary
+
+    summary = spec_summary(exported_all / f"coreml-{precision}" / "model.mlpackage")
+    assert summary["inputs"] == {"image": [1, 3, 64, 64]}
+    assert summary["outputs"]["logits"] == [1, 12, 16, 16]
+    card = json.loads(summary["metadata"]["edgeseg_card"])
+    assert card["precision"] == precision and len(card["classes"]) == 12
+    assert "conv" in summary["ops"] and not any("einsum" in op for op in summary["ops"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.system() != "Darwin", reason="Core ML prediction needs macOS")
+def test_coreml_predicts_on_macos(exported_all):
+    predictor = load(exported_all / "coreml-fp16")
+    assert predictor.predict(SyntheticScenes("val", 64).load(0)[0]).shape == (64, 64)
+
+
+@pytest.mark.slow
+def test_open_vocab_matches_baked_and_follows_the_vocabulary(trained_run, tmp_path):
+    checkpoint = str(trained_run / "best.pt")
+    for extra in ([], ["--open-vocab"]):
+        proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "onnx", "--out", str(tmp_path),
+                       *extra)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    baked = load(tmp_path / "onnx-fp32")
+    model, card = load_model(checkpoint)
+    embeddings = model.text_embeddings.numpy()
+    np.save(tmp_path / "emb.npy", embeddings)
+    open_vocab = load(tmp_path / "onnx-fp32-openvocab", text_embeddings=str(tmp_path / "emb.npy"))
+    images = [SyntheticScenes("val", 64).load(i)[0] for i in range(3)]
+    for image in images:
+        np.testing.assert_array_equal(baked.predict(image), open_vocab.predict(image))
+    # Another class list (here: the classes in reverse order) changes which classes come out.
+    order = np.arange(len(card["classes"]))[::-1].copy()
+    reversed_vocab = load(tmp_path / "onnx-fp32-openvocab", text_embeddings=embeddings[order],
+                          classes=[card["classes"][i] for i in order])
+    for image in images:
+        np.testing.assert_array_equal(order[reversed_vocab.predict(image)], baked.predict(image))
+        assert not np.array_equal(reversed_vocab.predict(image), baked.predict(image))
+
+
+def _assert_clean_failure(proc, out, needle):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr[-2000:]
+    assert not any(p.suffix in (".onnx", ".xml", ".tflite", ".mlpackage") for p in out.rglob("*"))
+
+
+def test_user_mistakes_leave_nothing_behind(tiny_run, tmp_path):
+    checkpoint = str(tiny_run / "best.pt")
+    out = tmp_path / "out"
+    _assert_clean_failure(run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "tensorrt",
+                                  "--out", str(out)), out, "valid: onnx, openvino, coreml, tflite")
+    _assert_clean_failure(run_cli("deploy.export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)),
+                          out, "not found")
+    _assert_clean_failure(run_cli("deploy.export", "--checkpoint", checkpoint, "--precision", "int8",
+                                  "--out", str(out)), out, "--calib-data")
+    few = tmp_path / "few"
+    few.mkdir()
+    from PIL import Image
+    Image.new("RGB", (32, 32)).save(few / "one.png")
+    _assert_clean_failure(run_cli("deploy.export", "--checkpoint", checkpoint, "--precision", "int8",
+                                  "--calib-data", str(few), "--out", str(out)), out, "lower --calib-size")
+
+
+def test_unsupported_op_is_a_one_line_error_and_no_artifact(tiny_run, tmp_path, monkeypatch):
+    """A converter failure (simulated by an op ONNX lacks) becomes one line, with no folder left."""
+    from deploy.export import export_one
+    from edgeseg.errors import UserError
+
+    class Unsupported(torch.nn.Module):
+        def forward(self, image):
+            return torch.linalg.eigvals(image[0, 0, :4, :4]).real.reshape(1, 1, 2, 2)
+
+    card = {"open_vocab": False, "classes": ["a"], "img_size": 64, "output_stride": 32}
+    with pytest.raises(UserError, match="onnx fp32 conversion failed"):
+        export_one(Unsupported(), (torch.zeros(1, 3, 64, 64),), card, "onnx", "fp32", tmp_path, [], None)
+    assert list(tmp_path.iterdir()) == []
