@@ -80,8 +80,11 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
         write_json(tmp / "parity.json", report)
         if verify is not None and not report.get("passed", True):
             write_json(out_dir / f"{name}.parity-failed.json", report)
+            where = f"report: {out_dir / (name + '.parity-failed.json')}"
+            if "pixel_agreement" not in report:
+                raise CheckFailed(f"{name}: the package's spec does not match the model card ({where})")
             raise CheckFailed(f"{name}: pixel agreement {100 * report['pixel_agreement']:.2f}% is below "
-                              f"{100 * report['threshold']:.1f}% (report: {out_dir / (name + '.parity-failed.json')}; "
+                              f"{100 * report['threshold']:.1f}% ({where}; "
                               "use more/better --calib-data, another precision, or --no-verify)")
     return report
 
@@ -104,8 +107,7 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
         ok = (summary["inputs"].get("image") == [1, 3, card["img_size"], card["img_size"]]
               and summary["outputs"].get("logits") == expected_out and "edgeseg_card" in summary["metadata"])
         return {"verified": "spec-only (Core ML prediction needs macOS)", "passed": ok,
-                "spec": {k: v for k, v in summary.items() if k != "metadata"}, "pixel_agreement": 1.0 if ok else 0.0,
-                "threshold": 1.0}
+                "spec": {k: v for k, v in summary.items() if k != "metadata"}}
     backend = module.load(artifact)
     return {"verified": True, "runtime": backend.version,
             **compare(torch_reference(graph), backend, samples, len(card["classes"]), precision)}
@@ -159,9 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = export_one(graph, example, card, target, precision, out_dir, calibration, verify)
             rows.append(report)
             agreement = report.get("pixel_agreement")
-            print(f"  {report['artifact']}  {report['bytes'] / 1e6:.2f} MB  "
-                  + (f"agreement {100 * agreement:.2f}%  max|dlogit| {report.get('max_abs_logit_diff', 0):.3g}"
-                     if agreement is not None else "not verified"), file=sys.stderr)
+            check = (f"agreement {100 * agreement:.2f}%  max|dlogit| {report['max_abs_logit_diff']:.3g}"
+                     if agreement is not None else str(report["verified"]) if report["verified"] else "not verified")
+            print(f"  {report['artifact']}  {report['bytes'] / 1e6:.2f} MB  {check}", file=sys.stderr)
     print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))
     return 0
 

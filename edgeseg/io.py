@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from edgeseg.errors import UserError
 
+PARTIAL = ".partial"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -34,7 +35,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise UserError(f"cannot create output folder {parent}: {exc.strerror}; pass a writable --out") from exc
     if not os.access(parent, os.W_OK):
         raise UserError(f"output folder {parent} is not writable; pass a writable --out")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL + suffix, dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
@@ -47,6 +48,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def remove_partials(folder: str | os.PathLike) -> int:
+    """Delete temp files left by a writer that was killed (SIGKILL, power loss); returns the count."""
+    removed = 0
+    for leftover in Path(folder).glob(f".*{PARTIAL}*") if Path(folder).is_dir() else []:
+        _remove(leftover)
+        removed += 1
+    return removed
 
 
 def _remove(path: Path) -> None:

@@ -204,7 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = read_class_names(args.classes)
     emb = get_text_embeddings(names, args.text_encoder)
-    atomic_write(args.out, lambda tmp: np.save(open(tmp, "wb"), emb))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, emb)
+
+    atomic_write(args.out, write)
     print(f"wrote {args.out}: {emb.shape[0]} classes x {emb.shape[1]} dims ({args.text_encoder})")
     return 0
 

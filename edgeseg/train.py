@@ -25,7 +25,7 @@ from edgeseg.config import head_config, parse_with_config, training_parser
 from edgeseg.data import IterationSampler, TrainSet, build_source
 from edgeseg.errors import UserError, cli_main
 from edgeseg.evaluate import evaluate_model
-from edgeseg.io import load_checkpoint, save_checkpoint, write_json, write_text
+from edgeseg.io import load_checkpoint, remove_partials, save_checkpoint, write_json, write_text
 from edgeseg.losses import segmentation_loss
 from edgeseg.models import Segmenter, load_pretrained
 from edgeseg.text import get_text_embeddings
@@ -172,6 +172,7 @@ class Run:
 
 def train(args: argparse.Namespace) -> dict:
     """Run (or resume) training; returns the final validation summary."""
+    remove_partials(args.out)  # temp files of a run that was killed mid-save
     run = Run(args)
     run.out.mkdir(parents=True, exist_ok=True)
     write_json(run.out / "model_card.json", run.card)

@@ -93,11 +93,11 @@ class CosineScore(nn.Module):
     def cosine(self, pixels: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """pixels [B, D, H, W], text [K, D] or [B, K, D] -> cosine [B, K, H, W] in [-1, 1]."""
         b, d, h, w = pixels.shape
-        pixels = l2_normalize(pixels, dim=1).reshape(b, d, h * w)
+        pixels = l2_normalize(pixels, dim=1).flatten(2)
         text = l2_normalize(text, dim=-1)
         if text.dim() == 2:
             text = text.unsqueeze(0).expand(b, -1, -1)
-        return torch.matmul(text, pixels).reshape(b, text.shape[1], h, w)
+        return torch.matmul(text, pixels).reshape(b, -1, h, w)
 
     def scale(self) -> torch.Tensor:
         return self.log_scale.clamp(max=self.max_log_scale).exp()

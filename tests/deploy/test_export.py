@@ -36,7 +36,7 @@ def test_artifact_runs_and_matches_torch(exported_all, trained_run, target, prec
     # Independently of the exporter's own check: load through the public runtime API and compare.
     predictor = load(folder)
     model, card = load_model(str(trained_run / "best.pt"))
-    images = [SyntheticScenes("val", 64).load(i)[0] for i in range(4)]
+    images = [SyntheticScenes("val", 128).load(i)[0] for i in range(4)]
     agree = []
     for image in images:
         with torch.no_grad():
@@ -47,7 +47,7 @@ def test_artifact_runs_and_matches_torch(exported_all, trained_run, target, prec
         if precision == "fp32":
             assert np.abs(logits - reference).max() < 1e-3
     assert np.mean(agree) >= {"fp32": 0.999, "fp16": 0.99, "int8": 0.95}[precision]
-    assert predictor.predict(images[0]).shape == (64, 64)
+    assert predictor.predict(images[0]).shape == (128, 128)
 
 
 @pytest.mark.slow
@@ -56,8 +56,8 @@ def test_coreml_package_spec(exported_all, precision):
     from deploy.targets.coreml import spec_summary
 
     summary = spec_summary(exported_all / f"coreml-{precision}" / "model.mlpackage")
-    assert summary["inputs"] == {"image": [1, 3, 64, 64]}
-    assert summary["outputs"]["logits"] == [1, 12, 16, 16]
+    assert summary["inputs"] == {"image": [1, 3, 128, 128]}
+    assert summary["outputs"]["logits"] == [1, 12, 32, 32]
     card = json.loads(summary["metadata"]["edgeseg_card"])
     assert card["precision"] == precision and len(card["classes"]) == 12
     assert "conv" in summary["ops"] and not any("einsum" in op for op in summary["ops"])
@@ -67,7 +67,7 @@ def test_coreml_package_spec(exported_all, precision):
 @pytest.mark.skipif(platform.system() != "Darwin", reason="Core ML prediction needs macOS")
 def test_coreml_predicts_on_macos(exported_all):
     predictor = load(exported_all / "coreml-fp16")
-    assert predictor.predict(SyntheticScenes("val", 64).load(0)[0]).shape == (64, 64)
+    assert predictor.predict(SyntheticScenes("val", 128).load(0)[0]).shape == (128, 128)
 
 
 @pytest.mark.slow
@@ -82,7 +82,7 @@ def test_open_vocab_matches_baked_and_follows_the_vocabulary(trained_run, tmp_pa
     embeddings = model.text_embeddings.numpy()
     np.save(tmp_path / "emb.npy", embeddings)
     open_vocab = load(tmp_path / "onnx-fp32-openvocab", text_embeddings=str(tmp_path / "emb.npy"))
-    images = [SyntheticScenes("val", 64).load(i)[0] for i in range(3)]
+    images = [SyntheticScenes("val", 128).load(i)[0] for i in range(3)]
     for image in images:
         np.testing.assert_array_equal(baked.predict(image), open_vocab.predict(image))
     # Another class list (here: the classes in reverse order) changes which classes come out.

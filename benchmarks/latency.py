@@ -1,0 +1,202 @@
+"""Latency, size and memory of every exported target and precision, side by side with peers.
+
+python -m benchmarks.latency --checkpoint runs/demo/best.pt --targets onnx,openvino,tflite \
+    --precisions fp32,int8 --runs 30 --out runs/bench
+
+Exports each artifact at --img-size (or reuses OUT/artifacts/...), then times each one in its
+own process with the thread count fixed: same input, warm-up, then timed runs. Writes
+results.csv, results.json, results.md and latency.png.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from benchmarks.cost import count_params, gflops
+from benchmarks.machine import cpu_info, peak_gflops
+from benchmarks.peers import PEERS
+from deploy.calibration import load_inputs
+from deploy.export import export_one
+from deploy.targets import TARGETS
+from edgeseg.card import load_model
+from edgeseg.errors import UserError, cli_main
+from edgeseg.io import write_json, write_text
+
+FIELDS = ["model", "target", "precision", "threads", "p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "size_mb",
+          "peak_rss_mb", "gflops", "achieved_gflops_s", "pixel_agreement", "runtime_version", "status"]
+
+
+def _timing(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.timing", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        raise RuntimeError(lines[-1] if lines else f"exit {proc.returncode}")
+    return json.loads(proc.stdout)
+
+
+def _artifact(model: torch.nn.Module, card: dict, target: str, precision: str, out: Path,
+              calibration: list, verify: list) -> tuple[Path, dict]:
+    folder = out / f"{target}-{precision}"
+    if (folder / "parity.json").is_file():
+        report = json.loads((folder / "parity.json").read_text())
+        if json.loads((folder / "card.json").read_text()).get("img_size") == card["img_size"]:
+            return folder, report
+    size = card["img_size"]
+    report = export_one(model, (torch.zeros(1, 3, size, size),), card, target, precision, out, calibration, verify)
+    return folder, report
+
+
+def plot(rows: list[dict], path: Path, accuracy: dict[str, float]) -> None:
+    """Bar chart of p50 latency per model/target/precision (+ latency vs mIoU where known)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    panels = 2 if accuracy else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, max(4, 0.3 * len(ok) + 1.5)), squeeze=False)
+    labels = [f"{r['model']} {r['target']} {r['precision']} t{r['threads']}" for r in ok]
+    axes[0][0].barh(labels, [r["p50_ms"] for r in ok], xerr=[r["p90_ms"] - r["p50_ms"] for r in ok], color="tab:blue")
+    axes[0][0].set_xlabel("latency p50 (ms), whisker to p90")
+    axes[0][0].invert_yaxis()
+    if accuracy:
+        for r in ok:
+            key = f"{r['target']}-{r['precision']}"
+            if r["model"] == "edgeseg" and key in accuracy:
+                axes[0][1].scatter(r["p50_ms"], 100 * accuracy[key])
+                axes[0][1].annotate(f"{key} t{r['threads']}", (r["p50_ms"], 100 * accuracy[key]), fontsize=7)
+        axes[0][1].set_xlabel("latency p50 (ms)")
+        axes[0][1].set_ylabel("val mIoU (%)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    from edgeseg.io import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+
+
+def markdown(rows: list[dict], machine: dict, peak: str, command: str) -> str:
+    head = ("| model | target | precision | threads | p50 ms | p90 ms | mean ± std ms | size MB | peak RSS MB | "
+            "GFLOP/s (achieved) | agreement vs torch | status |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r['threads']} | – | – | – | – | – | – | – | {r['status']} |")
+            continue
+        agreement = "–" if r.get("pixel_agreement") is None else f"{100 * r['pixel_agreement']:.2f}%"
+        lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r['threads']} | {r['p50_ms']:.1f} | "
+                     f"{r['p90_ms']:.1f} | {r['mean_ms']:.1f} ± {r['std_ms']:.1f} | {r['size_mb']:.2f} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['achieved_gflops_s']:.1f} | {agreement} | ok |")
+    isa = ", ".join(k for k, v in machine["isa"].items() if v) or "none"
+    lines += ["", f"Machine: {machine['cpu']}, {machine['cores']} logical cores, ISA: {isa}.",
+              f"Peak: {peak}.", f"Command: `{command}`"]
+    return "\n".join(lines) + "\n"
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--targets", default="onnx,openvino,tflite", help=f"comma list of {', '.join(TARGETS)} or all")
+    parser.add_argument("--precisions", default="fp32,fp16,int8")
+    parser.add_argument("--img-size", type=int, default=512)
+    parser.add_argument("--threads", default="1,2", help="comma list of thread counts")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--peers", default="lraspp", help=f"comma list of {', '.join(PEERS)}, or none")
+    parser.add_argument("--calib-data", default="synthetic", help="int8 calibration images")
+    parser.add_argument("--accuracy", default=None, help="accuracy.json from benchmarks.accuracy (for the plot)")
+    parser.add_argument("--out", default="runs/bench")
+    args = parser.parse_args(argv)
+    targets = [t for t in TARGETS if t != "coreml"] if args.targets == "all" else args.targets.split(",")
+    if "coreml" in targets:
+        raise UserError("Core ML cannot be timed on Linux; benchmark it on a Mac (targets: onnx, openvino, tflite)")
+    threads = [int(t) for t in args.threads.split(",")]
+    precisions = args.precisions.split(",")
+    peers = [] if args.peers == "none" else args.peers.split(",")
+    if unknown := [p for p in peers if p not in PEERS]:
+        raise UserError(f"unknown peer {unknown[0]}; valid: {', '.join(PEERS)}, none")
+    out = Path(args.out)
+    model, card = load_model(args.checkpoint)
+    card = dict(card, img_size=args.img_size, open_vocab=False)
+    models = {"edgeseg": (model, card), **{name: PEERS[name](card) for name in peers}}
+    calibration = [(x,) for x in load_inputs(args.calib_data, card, 16, "train")] if "int8" in precisions else []
+    verify = [(x,) for x in load_inputs("synthetic", card, 4, "val")]
+    model_gflops = {name: gflops(net, args.img_size) for name, (net, _) in models.items()}
+    machine = cpu_info()
+    peak, peak_how = peak_gflops(machine)
+    jobs = [(name, t, p, n) for name in models for t in targets for p in precisions for n in threads]
+    jobs += [(name, "torch", "fp32", n) for name in models for n in threads]
+    rows = []
+    for name, target, precision, n in tqdm(jobs, desc="benchmark", file=sys.stderr):
+        net, net_card = models[name]
+        row = {"model": name, "target": target, "precision": precision, "threads": n, "status": "ok",
+               "gflops": model_gflops[name]}
+        try:
+            if target == "torch":  # eager baseline, in this process (its RSS includes the harness)
+                timing = _time_torch(net, args, n)
+                size_mb = sum(v.numel() * v.element_size() for v in net.state_dict().values()) / 1e6
+                agreement = None
+            else:
+                folder, report = _artifact(net, net_card, target, precision, out / "artifacts" / name, calibration,
+                                           verify)
+                timing = _timing(["--artifact", str(folder), "--threads", str(n), "--warmup", str(args.warmup),
+                                  "--runs", str(args.runs)])
+                size_mb, agreement = report["bytes"] / 1e6, report.get("pixel_agreement")
+            row.update({k: timing[k] for k in ("p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "peak_rss_mb",
+                                                "runtime_version", "times_ms")})
+            row.update(size_mb=size_mb, pixel_agreement=agreement,
+                       achieved_gflops_s=row["gflops"] / timing["p50_ms"] * 1000)
+        except (UserError, RuntimeError) as exc:
+            row["status"] = f"failed: {str(exc)[:120]}"
+        rows.append(row)
+    command = "python -m benchmarks.latency " + " ".join(argv if argv is not None else sys.argv[1:])
+    accuracy = json.loads(Path(args.accuracy).read_text()) if args.accuracy else {}
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "results.csv", buffer.getvalue())
+    write_json(out / "results.json", {"machine": machine, "peak_gflops": peak, "peak_derivation": peak_how,
+                                      "command": command, "params_M": count_params(model) / 1e6, "rows": rows})
+    table = markdown(rows, machine, peak_how, command)
+    write_text(out / "results.md", table)
+    plot(rows, out / "latency.png", accuracy)
+    print(table)
+    return 0
+
+
+def _time_torch(net: torch.nn.Module, args: argparse.Namespace, threads: int) -> dict:
+    """In-process torch timing for peers that have no edgeseg checkpoint (RSS is this process's)."""
+    from benchmarks.timing import peak_rss_mb, time_function
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    x = torch.randn(1, 3, args.img_size, args.img_size)
+
+    def run():
+        with torch.inference_mode():
+            net(x)
+
+    try:
+        result = time_function(run, args.warmup, args.runs)
+    finally:
+        torch.set_num_threads(previous)
+    return {**result, "peak_rss_mb": peak_rss_mb(), "runtime_version": f"torch {torch.__version__}"}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

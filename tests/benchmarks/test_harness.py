@@ -1,0 +1,56 @@
+"""The timing harness on a tiny model: run counts, percentiles, size/RSS, valid PNG plot."""
+import json
+
+import numpy as np
+
+from benchmarks.latency import plot
+from benchmarks.machine import cpu_info, peak_gflops
+from benchmarks.timing import summarize, time_function
+from tests.conftest import run_cli
+
+
+def test_percentiles_match_numpy():
+    samples = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0, 7.0]
+    summary = summarize(samples)
+    assert summary["runs"] == 7
+    assert summary["p50_ms"] == np.percentile(samples, 50) == 4.0
+    assert summary["p90_ms"] == np.percentile(samples, 90)
+    assert abs(summary["mean_ms"] - np.mean(samples)) < 1e-12 and abs(summary["std_ms"] - np.std(samples)) < 1e-12
+
+
+def test_time_function_counts_runs():
+    calls = []
+    result = time_function(lambda: calls.append(1), warmup=3, runs=7)
+    assert len(calls) == 1 + 3 + 7 and result["runs"] == 7 and len(result["times_ms"]) == 7
+
+
+def test_machine_peak_is_derived():
+    info = cpu_info()
+    assert info["cores"] >= 1 and "avx2" in info["isa"]
+    peak, how = peak_gflops(info)
+    assert (peak is None) or (peak > 0 and "GFLOP/s" in how)
+
+
+def test_latency_cli_on_tiny_model(tiny_run, tmp_path):
+    out = tmp_path / "bench"
+    proc = run_cli("benchmarks.latency", "--checkpoint", str(tiny_run / "best.pt"), "--targets", "onnx",
+                   "--precisions", "fp32", "--img-size", "64", "--threads", "1", "--warmup", "2", "--runs", "5",
+                   "--peers", "lraspp", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    rows = {(r["model"], r["target"]): r for r in results["rows"]}
+    assert set(rows) == {("edgeseg", "onnx"), ("edgeseg", "torch"), ("lraspp", "onnx"), ("lraspp", "torch")}
+    for row in rows.values():
+        assert row["status"] == "ok" and row["runs"] == 5 and len(row["times_ms"]) == 5
+        assert row["p50_ms"] == np.percentile(row["times_ms"], 50)
+        assert row["size_mb"] > 0 and row["peak_rss_mb"] > 0
+    assert (out / "results.csv").read_text().startswith("model,target,precision")
+    assert "| edgeseg | onnx | fp32 | 1 |" in (out / "results.md").read_text()
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_writes_png(tmp_path):
+    rows = [{"model": "edgeseg", "target": "onnx", "precision": "fp32", "threads": 1, "p50_ms": 3.0,
+             "p90_ms": 4.0, "status": "ok"}]
+    plot(rows, tmp_path / "p.png", {"onnx-fp32": 0.5})
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
