@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from edgeseg.data.synthetic import CLASSES
 from edgeseg.io import write_text
 from tests.conftest import ROOT, run_cli, write_image
 
@@ -27,10 +28,12 @@ def _dataset(root, classes="sky\ngrass\nroad\n", count=3):
     (root / "images").mkdir(exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
     for i in range(count):
-        write_image(root / "images" / f"im{i}.png", np.full((32, 32, 3), 40 * i, np.uint8))
+        write_image(root / "images" / f"im{i}.png", np.full((32, 32, 3), (40 * i) % 256, np.uint8))
         write_image(root / "masks" / f"im{i}.png", np.full((32, 32), i % 3, np.uint8))
     return root
 
+
+SCENE_CLASSES = "\n".join(CLASSES) + "\n"  # the tiny checkpoint's classes
 
 CASES = {
     "empty data folder": (lambda t: (t / "empty").mkdir() or ["edgeseg.train", "--data", str(t / "empty")],
@@ -41,9 +44,9 @@ CASES = {
                                       ["edgeseg.train", "--data", str(t / "d")])[2], "im1.png has no mask"),
     "mask without image": (lambda t: (_dataset(t / "d"), (t / "d/images/im2.png").unlink(),
                                       ["edgeseg.train", "--data", str(t / "d")])[2], "has no image"),
-    "corrupt image": (lambda t: (_dataset(t / "d", count=10), (t / "d/images/im9.png").write_bytes(b"\x89PNG\r\n\x1a\nxx"),
+    "corrupt image": (lambda t: (_dataset(t / "d", SCENE_CLASSES, count=10), (t / "d/images/im9.png").write_bytes(b"\x89PNG\r\n\x1a\nxx"),
                                  ["edgeseg.evaluate", "--data", str(t / "d")])[2], "cannot read image"),
-    "truncated image": (lambda t: (_dataset(t / "d", count=10),
+    "truncated image": (lambda t: (_dataset(t / "d", SCENE_CLASSES, count=10),
                                    (t / "d/images/im9.png").write_bytes((t / "d/images/im0.png").read_bytes()[:60]),
                                    ["edgeseg.evaluate", "--data", str(t / "d")])[2], "im9.png"),
     "mask value out of range": (lambda t: (_dataset(t / "d", count=10),
