@@ -52,7 +52,8 @@ def _artifact(model: torch.nn.Module, card: dict, target: str, precision: str, o
         if json.loads((folder / "card.json").read_text()).get("img_size") == card["img_size"]:
             return folder, report
     size = card["img_size"]
-    report = export_one(model, (torch.zeros(1, 3, size, size),), card, target, precision, out, calibration, verify)
+    report = export_one(model, (torch.zeros(1, 3, size, size),), card, target, precision, out, calibration, verify,
+                        enforce=False)
     return folder, report
 
 
@@ -63,7 +64,7 @@ def plot(rows: list[dict], path: Path, accuracy: dict[str, float]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r["status"].startswith("ok")]
     panels = 2 if accuracy else 1
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, max(4, 0.3 * len(ok) + 1.5)), squeeze=False)
     labels = [f"{r['model']} {r['target']} {r['precision']} t{r['threads']}" for r in ok]
@@ -92,13 +93,13 @@ def markdown(rows: list[dict], machine: dict, peak: str, command: str) -> str:
             "GFLOP/s (achieved) | agreement vs torch | status |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        if r["status"] != "ok":
+        if not r["status"].startswith("ok"):
             lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r['threads']} | – | – | – | – | – | – | – | {r['status']} |")
             continue
         agreement = "–" if r.get("pixel_agreement") is None else f"{100 * r['pixel_agreement']:.2f}%"
         lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r['threads']} | {r['p50_ms']:.1f} | "
                      f"{r['p90_ms']:.1f} | {r['mean_ms']:.1f} ± {r['std_ms']:.1f} | {r['size_mb']:.2f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['achieved_gflops_s']:.1f} | {agreement} | ok |")
+                     f"{r['peak_rss_mb']:.0f} | {r['achieved_gflops_s']:.1f} | {agreement} | {r['status']} |")
     isa = ", ".join(k for k, v in machine["isa"].items() if v) or "none"
     lines += ["", f"Machine: {machine['cpu']}, {machine['cores']} logical cores, ISA: {isa}.",
               f"Peak: {peak}.", f"Command: `{command}`"]
@@ -149,15 +150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if target == "torch":  # eager baseline, in this process (its RSS includes the harness)
                 timing = _time_torch(net, args, n)
                 size_mb = sum(v.numel() * v.element_size() for v in net.state_dict().values()) / 1e6
-                agreement = None
+                agreement, passed = None, True
             else:
                 folder, report = _artifact(net, net_card, target, precision, out / "artifacts" / name, calibration,
                                            verify)
                 timing = _timing(["--artifact", str(folder), "--threads", str(n), "--warmup", str(args.warmup),
                                   "--runs", str(args.runs)])
                 size_mb, agreement = report["bytes"] / 1e6, report.get("pixel_agreement")
+                passed = report.get("passed", True)
             row.update({k: timing[k] for k in ("p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "peak_rss_mb",
                                                 "runtime_version", "times_ms")})
+            if not passed:
+                row["status"] = "ok, parity below threshold"
             row.update(size_mb=size_mb, pixel_agreement=agreement,
                        achieved_gflops_s=row["gflops"] / timing["p50_ms"] * 1000)
         except (UserError, RuntimeError) as exc:
