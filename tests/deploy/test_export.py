@@ -132,3 +132,17 @@ def test_unsupported_op_is_a_one_line_error_and_no_artifact(tiny_run, tmp_path, 
     with pytest.raises(UserError, match="onnx fp32 conversion failed"):
         export_one(Unsupported(), (torch.zeros(1, 3, 64, 64),), card, "onnx", "fp32", tmp_path, [], None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_deploy_predict_cli_writes_masks(tiny_run, tmp_path):
+    proc = run_cli("deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--target", "onnx", "--out",
+                   str(tmp_path / "export"), "--verify-images", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("deploy.predict", "--model", str(tmp_path / "export" / "onnx-fp32"), "--source",
+                   "examples", "--out", str(tmp_path / "pred"), "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from PIL import Image
+
+    mask = Image.open(tmp_path / "pred" / "scene0_mask.png")
+    assert mask.size == (256, 256) and mask.mode == "P"
+    assert (tmp_path / "pred" / "scene0_overlay.png").is_file() and (tmp_path / "pred" / "legend.json").is_file()
