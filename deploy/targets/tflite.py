@@ -2,7 +2,6 @@
 int8 (w8a8) via PT2E static quantization calibrated on images. Float inputs/outputs by default."""
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -58,8 +57,7 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
                 out = Path(tmp) / "fp16.tflite"
                 qt.quantize().export_model(str(out))
                 path.write_bytes(out.read_bytes())
-    # TFLite has no free-form metadata field we can rely on across runtimes: the card goes beside it.
-    (path.parent / "card.json").write_text(json.dumps(card, indent=2))
+    # TFLite has no free-form metadata field we rely on: deploy.export writes card.json beside the artifact.
 
 
 def _interpreter_class():
