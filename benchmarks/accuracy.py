@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from tqdm import tqdm
 
 from benchmarks.latency import _artifact

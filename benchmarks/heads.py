@@ -7,7 +7,6 @@ Writes OUT/heads.md and OUT/heads.json: best and final val mIoU, params and GFLO
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path

@@ -1,6 +1,8 @@
 """Images for int8 calibration and export verification, preprocessed exactly as at inference."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edgeseg.data import build_source
@@ -11,8 +13,6 @@ from edgeseg.preprocess import preprocess
 
 def load_inputs(spec: str, card: dict, count: int, split: str = "val") -> list[np.ndarray]:
     """`count` model inputs [1, 3, S, S] from a folder of images, a dataset spec or `synthetic`."""
-    from pathlib import Path
-
     path = Path(spec)
     if spec != "synthetic" and path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
         files = list_images(path)

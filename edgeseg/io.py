@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -42,8 +43,6 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         if tmp.is_dir() and path.is_dir():
-            import shutil
-
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
@@ -60,8 +59,6 @@ def remove_partials(folder: str | os.PathLike) -> int:
 
 
 def _remove(path: Path) -> None:
-    import shutil
-
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists():
