@@ -9,7 +9,10 @@ import torch
 import yaml
 
 from edgeseg.errors import UserError
+from edgeseg.losses import LossWeights
 from edgeseg.models import BACKBONES, HEADS
+from edgeseg.models.heads import HEAD_OPTIONS
+from edgeseg.presets import PRESETS
 from edgeseg.text import DEFAULT_ENCODER
 
 
@@ -35,6 +38,27 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=128, help="head width (token / pixel embedding dim)")
     p.add_argument("--depth", type=int, default=2, help="number of fusion bridge blocks")
     p.add_argument("--heads", type=int, default=4, help="attention heads in the head")
+    g = p.add_argument_group("prompting (the seed papers' methods; see --preset)")
+    g.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="named method: sets the options below (explicit flags and --config still win)")
+    g.add_argument("--context-tokens", type=int, default=0,
+                   help="DenseCLIP/CoOp: N learnable context tokens trained through the text tower (0 = off)")
+    g.add_argument("--post-prompt", action=argparse.BooleanOptionalAction, default=False,
+                   help="DenseCLIP post-model prompting: T' = T + gamma*Dec(T, V), gamma init 1e-4")
+    g.add_argument("--instance-prompt", action=argparse.BooleanOptionalAction, default=False,
+                   help="ICPC: image-conditioned update of the cached class embeddings")
+    g.add_argument("--contrastive-weight", type=float, default=0.0, help="ICPC align-guided pixel-text contrastive loss")
+    g.add_argument("--multiscale-align", action=argparse.BooleanOptionalAction, default=False,
+                   help="ICPC: supervised score maps at more decoder scales")
+    g.add_argument("--views", type=int, default=1, help="MVP-SEG: prompt views per class (1 = off)")
+    g.add_argument("--ortho-weight", type=float, default=0.1, help="MVP-SEG orthogonal loss between views (--views > 1)")
+    g.add_argument("--presence-gate", action=argparse.BooleanOptionalAction, default=False,
+                   help="MVP-SEG global prompt refining: gate out classes absent from the image (--views > 1)")
+    g.add_argument("--presence-weight", type=float, default=0.1, help="classification loss of the presence gate")
+    g.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=False,
+                   help="SPM: frozen backbone (weights and BN statistics)")
+    g.add_argument("--prompt-matcher", action=argparse.BooleanOptionalAction, default=False,
+                   help="SPM: semantic-aware prompt matchers between backbone stages")
     p.add_argument("--val-interval", type=int, default=None, help="validate every N iters (default: iters/5)")
     p.add_argument("--val-limit", type=int, default=None, help="validate on the first N val images only")
     p.add_argument("--ckpt-interval", type=int, default=None, help="write last.pt every N iters (default: val interval)")
@@ -53,6 +77,8 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse argv; a --config YAML sets defaults first (unknown keys are an error, nothing is eval'd)."""
     pre, _ = parser.parse_known_args(argv)
+    if pre.preset:
+        parser.set_defaults(**PRESETS[pre.preset])
     if pre.config:
         path = Path(pre.config)
         if not path.is_file():
@@ -86,6 +112,16 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--img-size {args.img_size} must be a multiple of 32 (the backbone stride)")
     if args.width % args.heads:
         raise UserError(f"--width {args.width} must be divisible by --heads {args.heads}")
+    allowed = HEAD_OPTIONS[args.head]
+    for option in ("post_prompt", "instance_prompt", "multiscale_align", "presence_gate"):
+        if getattr(args, option) and option not in allowed:
+            raise UserError(f"--{option.replace('_', '-')} is not available with --head {args.head}")
+    if args.views < 1 or (args.views > 1 and "views" not in allowed):
+        raise UserError(f"--views {args.views}: must be 1, or > 1 with a fusion or denseclip head")
+    if args.presence_gate and args.views < 2:
+        raise UserError("--presence-gate needs --views 2 or more (MVP-SEG's global prompt refining)")
+    if args.context_tokens < 0:
+        raise UserError("--context-tokens must be 0 (off) or positive")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -100,4 +136,20 @@ def check_args(args: argparse.Namespace) -> None:
 
 def head_config(args: argparse.Namespace) -> dict[str, Any]:
     """The head's constructor options, as stored in the model card."""
-    return {"dim": args.width, "depth": args.depth, "heads": args.heads}
+    config: dict[str, Any] = {"dim": args.width, "depth": args.depth, "heads": args.heads}
+    for key in PROMPT_OPTIONS:  # only what is switched on, so plain models keep their old cards
+        value = getattr(args, key)
+        if value is True or (key == "views" and value > 1):
+            config[key] = value
+    return config
+
+
+PROMPT_OPTIONS = ("post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate",
+                  "freeze_backbone", "prompt_matcher")
+
+
+def loss_weights(args: argparse.Namespace) -> LossWeights:
+    """The loss terms a run's options switch on."""
+    return LossWeights(aux=args.aux_weight, contrastive=args.contrastive_weight,
+                       ortho=args.ortho_weight if args.views > 1 else 0.0,
+                       presence=args.presence_weight if args.presence_gate else 0.0)

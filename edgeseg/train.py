@@ -20,13 +20,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from edgeseg.card import build_model, check_card, make_card
-from edgeseg.config import head_config, parse_with_config, training_parser
+from edgeseg.config import head_config, loss_weights, parse_with_config, training_parser
 from edgeseg.data import IterationSampler, TrainSet, build_source
 from edgeseg.errors import UserError, cli_main
 from edgeseg.evaluate import evaluate_model
 from edgeseg.io import load_checkpoint, remove_partials, save_checkpoint, write_json, write_text
 from edgeseg.losses import segmentation_loss
 from edgeseg.models import Segmenter, load_pretrained
+from edgeseg.prompt_learner import build_prompt_learner
 from edgeseg.text import get_text_embeddings
 
 
@@ -85,12 +86,23 @@ class Run:
                                   head_config=head_config(args), img_size=args.img_size,
                                   mean=self.model.backbone.mean, std=self.model.backbone.std,
                                   text_encoder=args.text_encoder, text_dim=text.shape[1],
-                                  pretrained=pretrained_note, dataset=self.train_source.name)
+                                  pretrained=pretrained_note, dataset=self.train_source.name,
+                                  **({"context_tokens": args.context_tokens} if args.context_tokens else {}))
         self.model.to(self.device).train()
+        self.prompt_learner = None
+        if self.card.get("context_tokens"):
+            self.prompt_learner = build_prompt_learner(self.card["text_encoder"], self.classes,
+                                                       int(self.card["context_tokens"])).to(self.device).train()
+            if resume_payload is not None:
+                self.prompt_learner.ctx.data.copy_(resume_payload["context"]["ctx"])
+        self.loss_weights = loss_weights(args)
         mult = args.backbone_lr_mult
         if mult is None:
             mult = 0.1 if pretrained_note.startswith("ImageNet") else 1.0
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, args.lr, mult, args.weight_decay), lr=args.lr)
+        groups = param_groups(self.model, args.lr, mult, args.weight_decay)
+        if self.prompt_learner is not None:  # the context tokens learn at the head's lr, no decay (CoOp)
+            groups.append({"params": [self.prompt_learner.ctx], "lr_mult": 1.0, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=args.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp and self.device.type == "cuda")
         self.iteration, self.best_miou, self.history = 0, -1.0, []
         if resume_payload is not None:
@@ -128,13 +140,22 @@ class Run:
         self.model.load_state_dict(matched, strict=False)
         print(f"init: {len(matched)}/{len(own)} tensors from {path}", file=sys.stderr)
 
+    def sync_text(self) -> None:
+        """Write the class embeddings the context tokens give now into the model's baked-in buffer."""
+        if self.prompt_learner is not None:
+            with torch.no_grad():
+                self.model.text_embeddings.copy_(self.prompt_learner().float())
+
     def payload(self, with_optimizer: bool) -> dict[str, Any]:
+        self.sync_text()
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         payload = {"model": state, "card": self.card, "iteration": self.iteration, "best_miou": self.best_miou,
                    "history": self.history, "config": {k: v for k, v in vars(self.args).items()
                                                        if isinstance(v, (str, int, float, bool, type(None)))}}
         if with_optimizer:
             payload["optimizer"] = self.optimizer.state_dict()
+        if self.prompt_learner is not None:
+            payload["context"] = self.prompt_learner.context_state()
         return payload
 
     def save_last(self) -> None:
@@ -150,8 +171,9 @@ class Run:
             group["lr"] = lr * group["lr_mult"]
         images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):
-            outputs = self.model.forward_all(images)
-        loss, _ = segmentation_loss(outputs, labels, args.aux_weight)
+            text = None if self.prompt_learner is None else self.prompt_learner()
+            outputs = self.model.forward_all(images, text)
+        loss, _ = segmentation_loss(outputs, labels, self.loss_weights)
         if not torch.isfinite(loss):
             raise UserError(f"loss became {float(loss)} at iteration {self.iteration}; lower --lr")
         self.optimizer.zero_grad(set_to_none=True)
@@ -161,6 +183,7 @@ class Run:
         return float(loss.detach()), lr
 
     def validate(self) -> dict:
+        self.sync_text()
         summary = evaluate_model(self.model, self.card, self.val_source, self.device, limit=self.args.val_limit,
                                  progress=False, amp=self.scaler.is_enabled())
         if summary["mIoU"] > self.best_miou:
@@ -176,8 +199,12 @@ def train(args: argparse.Namespace) -> dict:
     run.out.mkdir(parents=True, exist_ok=True)
     write_json(run.out / "model_card.json", run.card)
     params = sum(p.numel() for p in run.model.parameters())
+    trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+    context = run.prompt_learner.ctx.numel() if run.prompt_learner is not None else 0
     print(f"edgeseg.train: {args.backbone}/{args.head}, {len(run.classes)} classes from {run.train_source.name}, "
-          f"text {run.card['text_encoder']}, backbone {run.card.get('pretrained')}, {params / 1e6:.2f}M params, "
+          f"text {run.card['text_encoder']}, backbone {run.card.get('pretrained')}, {params / 1e6:.2f}M params "
+          f"({trainable / 1e6:.3f}M trainable, {100 * trainable / params:.1f}%"
+          f"{f'; +{context} context-token values' if context else ''}), "
           f"device {args.device}{' +AMP' if run.scaler.is_enabled() else ''}", file=sys.stderr)
     if run.iteration >= args.iters:
         print(f"already at iteration {run.iteration} of {args.iters}; nothing to do", file=sys.stderr)

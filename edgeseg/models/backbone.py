@@ -59,8 +59,24 @@ class Backbone(nn.Module):
         self.mean: list[float] = [float(v) for v in cfg["mean"]]
         self.std: list[float] = [float(v) for v in cfg["std"]]
 
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        return self.body(image)
+    def forward(self, image: torch.Tensor,
+                between: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """The four stage outputs; `between(i, x)` may rewrite stage i's output before stage i+1 sees it
+        (SPM prompt matchers). Without it this is timm's own forward."""
+        if between is None:
+            return self.body(image)
+        body = self.body
+        x = body.bn1(body.conv_stem(image))
+        if hasattr(body, "act1"):
+            x = body.act1(x)
+        features: list[torch.Tensor] = []
+        for i, block in enumerate(body.blocks):
+            x = block(x)
+            if i + 1 in body._stage_out_idx:
+                if len(features) < 3:
+                    x = between(len(features), x)
+                features.append(x)
+        return features
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:

@@ -15,6 +15,7 @@ from torch import nn
 
 from edgeseg.errors import UserError
 from edgeseg.models.fusion import BidirectionalFusion
+from edgeseg.models.prompting import ContextDecoder, InstancePrompt, MultiViewScore
 from edgeseg.models.layers import Attention, CosineScore, FPNLite, conv_bn_act, flatten_pixels, unflatten_pixels
 
 HeadOutput = dict[str, object]
@@ -34,7 +35,34 @@ class LinearHead(nn.Module):
         self.score = CosineScore()
 
     def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
-        return {"logits": self.score(self.pixel_proj(features[-1]), self.text_proj(text)), "aux": []}
+        pixels, tokens = self.pixel_proj(features[-1]), self.text_proj(text)
+        return {"logits": self.score(pixels, tokens), "aux": [], "pixels": pixels, "tokens": tokens}
+
+
+class TokenPrompts(nn.Module):
+    """The on-device prompt options applied to the class tokens before scoring (in this order):
+    ICPC instance-conditioned update, then DenseCLIP post-model prompting."""
+
+    def __init__(self, dim: int, heads: int, instance_prompt: bool = False, post_prompt: bool = False) -> None:
+        super().__init__()
+        self.instance = InstancePrompt(dim) if instance_prompt else None
+        self.post = ContextDecoder(dim, heads) if post_prompt else None
+
+    def forward(self, tokens: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        if self.instance is not None:
+            tokens = self.instance(tokens, visual)
+        if self.post is not None:
+            tokens = self.post(tokens, visual)
+        return tokens
+
+
+def classify(score: CosineScore, multiview: MultiViewScore | None, pixels: torch.Tensor,
+             tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Final pixel-class scores: one cosine map per class, or MVP-SEG's P views (+ presence gate)."""
+    if multiview is None:
+        return score(pixels, tokens), {}
+    logits, views, presence = multiview(pixels, tokens)
+    return logits, ({"views": views} if presence is None else {"views": views, "presence": presence})
 
 
 class DenseCLIPHead(nn.Module):
@@ -43,16 +71,20 @@ class DenseCLIPHead(nn.Module):
     both ranges), FPN-lite to stride 4, and the text embeddings as classifier. Fixed K (the concat)."""
 
     def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, heads: int = 4,
-                 **_: object) -> None:
+                 post_prompt: bool = False, instance_prompt: bool = False, multiscale_align: bool = False,
+                 views: int = 1, presence_gate: bool = False, **_: object) -> None:
         super().__init__()
         self.reduce = conv_bn_act(channels[-1], dim)
         self.norm = nn.LayerNorm(dim)
         self.attn_pool = Attention(dim, heads)
         self.text_proj = nn.Linear(text_dim, dim)
+        self.prompts = TokenPrompts(dim, heads, instance_prompt, post_prompt)
         self.score = CosineScore()
         self.merge = conv_bn_act(dim + num_classes, dim, 3)
         self.decoder = FPNLite(channels[:3][::-1], dim)
+        self.align_embeds = nn.ModuleList(nn.Conv2d(dim, dim, 1) for _ in range(2)) if multiscale_align else None
         self.pixel_embed = nn.Conv2d(dim, dim, 1)
+        self.multiview = MultiViewScore(dim, views, presence_gate) if views > 1 else None
 
     def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
         x = self.reduce(features[-1])
@@ -61,12 +93,17 @@ class DenseCLIPHead(nn.Module):
         context = torch.cat([flat.mean(dim=1, keepdim=True), flat], dim=1)
         dense = flat + self.attn_pool(self.norm(flat), self.norm(context))
         dense_map = unflatten_pixels(dense, height, width)
-        text_tokens = self.text_proj(text)
-        cosine = self.score.cosine(dense_map, text_tokens)
+        tokens = self.text_proj(text).unsqueeze(0).expand(x.shape[0], -1, -1)
+        tokens = self.prompts(tokens, dense_map)
+        cosine = self.score.cosine(dense_map, tokens)
         x = self.merge(torch.cat([dense_map, cosine], dim=1))
-        x = self.decoder(x, [features[2], features[1], features[0]])
-        logits = self.score(self.pixel_embed(x), text_tokens)
-        return {"logits": logits, "aux": [cosine * self.score.scale()]}
+        maps = self.decoder.pyramid(x, [features[2], features[1], features[0]])
+        aux = [cosine * self.score.scale()]
+        if self.align_embeds is not None:  # ICPC multi-scale alignment at strides 16 and 8
+            aux += [self.score(embed(m), tokens) for embed, m in zip(self.align_embeds, maps[:2])]
+        pixels = self.pixel_embed(maps[-1])
+        logits, extras = classify(self.score, self.multiview, pixels, tokens)
+        return {"logits": logits, "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
 
 
 class FusionHead(nn.Module):
@@ -74,33 +111,48 @@ class FusionHead(nn.Module):
     FPN-lite to stride 4, cosine of pixel embeddings against the refined tokens."""
 
     def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, heads: int = 4,
-                 depth: int = 2, **_: object) -> None:
+                 depth: int = 2, post_prompt: bool = False, instance_prompt: bool = False,
+                 multiscale_align: bool = False, views: int = 1, presence_gate: bool = False, **_: object) -> None:
         super().__init__()
         self.reduce4 = conv_bn_act(channels[3], dim)
         self.reduce3 = conv_bn_act(channels[2], dim)
         self.text_proj = nn.Sequential(nn.Linear(text_dim, dim), nn.LayerNorm(dim))
         self.fusion = BidirectionalFusion(dim, depth, heads)
+        self.prompts = TokenPrompts(dim, heads, instance_prompt, post_prompt)
         self.token_out = nn.Linear(dim, dim)
         self.aux_embed = nn.Conv2d(dim, dim, 1)
+        self.align_embed = nn.Conv2d(dim, dim, 1) if multiscale_align else None
         self.decoder = FPNLite(channels[:2][::-1], dim)
         self.pixel_embed = nn.Conv2d(dim, dim, 1)
         self.score = CosineScore()
+        self.multiview = MultiViewScore(dim, views, presence_gate) if views > 1 else None
 
     def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
         f3 = self.reduce3(features[2])
         x = f3 + _resize_to(self.reduce4(features[3]), f3)
         tokens = self.text_proj(text).unsqueeze(0).expand(x.shape[0], -1, -1)
         x, tokens = self.fusion(x, tokens)
-        tokens = self.token_out(tokens)
-        aux = self.score(self.aux_embed(x), tokens)
-        x = self.decoder(x, [features[1], features[0]])
-        return {"logits": self.score(self.pixel_embed(x), tokens), "aux": [aux]}
+        tokens = self.token_out(self.prompts(tokens, x))
+        aux = [self.score(self.aux_embed(x), tokens)]
+        maps = self.decoder.pyramid(x, [features[1], features[0]])
+        if self.align_embed is not None:  # ICPC multi-scale alignment: add stride 8 to stride 16
+            aux.append(self.score(self.align_embed(maps[0]), tokens))
+        pixels = self.pixel_embed(maps[-1])
+        logits, extras = classify(self.score, self.multiview, pixels, tokens)
+        return {"logits": logits, "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
 
 
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "fusion": FusionHead,
     "denseclip": DenseCLIPHead,
     "linear": LinearHead,
+}
+
+# Prompting options (head_config keys) each head accepts; edgeseg.config rejects the others.
+HEAD_OPTIONS: dict[str, frozenset[str]] = {
+    "fusion": frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate"}),
+    "denseclip": frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate"}),
+    "linear": frozenset(),
 }
 
 # Heads whose graph does not depend on K, so open-vocab artifacts accept any number of classes.

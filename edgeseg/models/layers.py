@@ -116,8 +116,13 @@ class FPNLite(nn.Module):
 
     def forward(self, coarse: torch.Tensor, finer: list[torch.Tensor]) -> torch.Tensor:
         """`finer` goes from coarse to fine (e.g. [F2, F1])."""
-        x = coarse
+        return self.pyramid(coarse, finer)[-1]
+
+    def pyramid(self, coarse: torch.Tensor, finer: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The map after each top-down step, coarse to fine (the last one is the output)."""
+        x, maps = coarse, []
         for feature, lateral, smooth in zip(finer, self.laterals, self.smooth):
             x = F.interpolate(x, size=feature.shape[-2:], mode="bilinear", align_corners=False)
             x = smooth(x + lateral(feature))
-        return x
+            maps.append(x)
+        return maps

@@ -8,6 +8,7 @@ from torch import nn
 
 from edgeseg.models.backbone import Backbone
 from edgeseg.models.heads import build_head
+from edgeseg.models.prompting import PromptMatcher
 
 
 class Segmenter(nn.Module):
@@ -20,15 +21,39 @@ class Segmenter(nn.Module):
     def __init__(self, backbone: str, head: str, text_embeddings: torch.Tensor,
                  head_config: dict[str, Any] | None = None) -> None:
         super().__init__()
+        config = dict(head_config or {})
+        self.freeze_backbone = bool(config.pop("freeze_backbone", False))
+        use_matchers = bool(config.pop("prompt_matcher", False))
         self.backbone = Backbone(backbone)
         num_classes, text_dim = text_embeddings.shape
-        self.head = build_head(head, self.backbone.channels, text_dim, num_classes, **(head_config or {}))
+        self.head = build_head(head, self.backbone.channels, text_dim, num_classes, **config)
         self.register_buffer("text_embeddings", text_embeddings.clone().float())
+        self.matchers = nn.ModuleList(PromptMatcher(c, text_dim, num_classes) for c in self.backbone.channels[:3]) \
+            if use_matchers else None
+        if self.freeze_backbone:  # SPM: the shared backbone is never updated (weights nor BN statistics)
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Segmenter":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
 
     def forward_all(self, image: torch.Tensor, text_embeddings: torch.Tensor | None = None) -> dict[str, Any]:
         """Logits plus the auxiliary outputs the training losses need."""
         text = self.text_embeddings if text_embeddings is None else text_embeddings
-        return self.head(self.backbone(image), text)
+        if self.matchers is None:
+            return self.head(self.backbone(image), text)
+        interim: list[torch.Tensor] = []
+
+        def match(stage: int, feature: torch.Tensor) -> torch.Tensor:
+            feature, semantic = self.matchers[stage](feature, text)
+            interim.append(semantic)
+            return feature
+
+        outputs = self.head(self.backbone(image, match), text)
+        outputs["aux"] = list(outputs["aux"]) + interim  # interim semantic maps are supervised too
+        return outputs
 
     def forward(self, image: torch.Tensor, text_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_all(image, text_embeddings)["logits"]

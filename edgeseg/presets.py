@@ -1,0 +1,28 @@
+"""Named recipes of the seed papers' methods (`--preset NAME`): option defaults a config file or the
+command line can still override. Each maps onto the options of edgeseg.train; README lists them."""
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # DenseCLIP: context tokens through the text tower, post-model prompting, aux pixel-text CE 0.4.
+    "denseclip": {"head": "denseclip", "context_tokens": 8, "post_prompt": True, "aux_weight": 0.4},
+    # ICPC on DenseCLIP: + instance-conditioned prompts, align-guided contrastive loss, multi-scale alignment.
+    "icpc": {"head": "denseclip", "context_tokens": 8, "post_prompt": True, "instance_prompt": True,
+             "contrastive_weight": 0.5, "multiscale_align": True, "aux_weight": 0.4},
+    # MVP-SEG: 3 part views per class + orthogonal loss, global prompt refining (presence gate).
+    "mvp": {"head": "denseclip", "views": 3, "ortho_weight": 0.1, "presence_gate": True, "presence_weight": 0.1},
+    # Prompt-matched tuning: frozen backbone, prompt matchers between its stages.
+    "spm": {"head": "denseclip", "freeze_backbone": True, "prompt_matcher": True},
+    # Ours: fusion head + the options that helped in benchmarks.ablation (see README).
+    "edgeseg": {"head": "fusion", "multiscale_align": True, "contrastive_weight": 0.5},
+}
+
+
+def describe(name: str) -> str:
+    """The flags a preset stands for, as a user would type them."""
+    flags = []
+    for key, value in PRESETS[name].items():
+        flag = "--" + key.replace("_", "-")
+        flags.append(flag if value is True else f"{flag} {value}")
+    return " ".join(flags)

@@ -1,0 +1,104 @@
+"""DenseCLIP/CoOp context tokens: learnable prompt vectors trained through the frozen text tower.
+
+The prompt of class k is `[start] ctx_1 .. ctx_N <name of k> [end]`; the N context vectors are shared
+by the classes and are the only trainable part. The tower runs during training only: after each
+step the resulting class embeddings are written into the segmenter's `text_embeddings` buffer, which
+is what checkpoints hold and exports bake in (the text tower never ships).
+
+Towers: `minilm` (BERT: mean-pooled last layer) and `openclip:NAME/PRETRAINED` (CLIP: end-token feature
+projected into the joint space), behind `build_prompt_learner(encoder_id, classes, n)`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from edgeseg.errors import UserError
+from edgeseg.models.layers import l2_normalize
+
+
+class ContextPrompts(nn.Module):
+    """Base: holds `ctx` [N, width] and a frozen tower; forward() -> L2-normalised class embeddings [K, D]."""
+
+    def __init__(self, tower: nn.Module, n_ctx: int, width: int) -> None:
+        super().__init__()
+        if n_ctx < 1:
+            raise UserError("--context-tokens must be positive")
+        self.tower = tower.eval().requires_grad_(False)
+        self.ctx = nn.Parameter(torch.randn(n_ctx, width) * 0.02)
+
+    def train(self, mode: bool = True) -> "ContextPrompts":
+        super().train(mode)
+        self.tower.eval()  # frozen: no dropout, no statistics
+        return self
+
+    def context_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint keeps (the tower is rebuilt from the encoder id)."""
+        return {"ctx": self.ctx.detach().cpu()}
+
+
+class BertContextPrompts(ContextPrompts):
+    """Context tokens for a BERT sentence encoder (all-MiniLM-L6-v2): mean pooling over the sequence."""
+
+    def __init__(self, bert: nn.Module, tokenizer: Callable, classes: Sequence[str], n_ctx: int) -> None:
+        super().__init__(bert, n_ctx, bert.config.hidden_size)
+        names = [tokenizer(name, add_special_tokens=False)["input_ids"] for name in classes]
+        length = 2 + n_ctx + max(len(ids) for ids in names)
+        ids = torch.full((len(names), length), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(names), length, dtype=torch.long)
+        for k, name_ids in enumerate(names):
+            row = [tokenizer.cls_token_id] + [tokenizer.pad_token_id] * n_ctx + name_ids + [tokenizer.sep_token_id]
+            ids[k, :len(row)] = torch.tensor(row)
+            mask[k, :len(row)] = 1
+        self.register_buffer("ids", ids, persistent=False)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        embeds = self.tower.embeddings.word_embeddings(self.ids)
+        n = self.ctx.shape[0]
+        ctx = self.ctx.unsqueeze(0).expand(embeds.shape[0], -1, -1).to(embeds.dtype)
+        embeds = torch.cat([embeds[:, :1], ctx, embeds[:, 1 + n:]], dim=1)
+        hidden = self.tower(inputs_embeds=embeds, attention_mask=self.mask).last_hidden_state
+        weights = self.mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1)
+        return l2_normalize(pooled, -1)
+
+
+class ClipContextPrompts(ContextPrompts):
+    """Context tokens for an open_clip text tower (DenseCLIP's prompt learner): the end token's feature."""
+
+    def __init__(self, clip: nn.Module, tokenizer: Callable, classes: Sequence[str], n_ctx: int) -> None:
+        super().__init__(clip, n_ctx, clip.token_embedding.weight.shape[1])
+        placeholder = " ".join(["X"] * n_ctx)
+        ids = tokenizer([f"{placeholder} {name}." for name in classes])
+        self.register_buffer("ids", ids, persistent=False)
+        self.register_buffer("end", ids.argmax(dim=-1), persistent=False)  # the end token has the largest id
+
+    def forward(self) -> torch.Tensor:
+        clip = self.tower
+        embeds = clip.token_embedding(self.ids)
+        n = self.ctx.shape[0]
+        ctx = self.ctx.unsqueeze(0).expand(embeds.shape[0], -1, -1).to(embeds.dtype)
+        x = torch.cat([embeds[:, :1], ctx, embeds[:, 1 + n:]], dim=1) + clip.positional_embedding
+        x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask))
+        x = x[torch.arange(x.shape[0]), self.end]
+        projection = clip.text_projection
+        x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
+        return l2_normalize(x, -1)
+
+
+def build_prompt_learner(encoder_id: str, classes: Sequence[str], n_ctx: int) -> ContextPrompts:
+    """The context-token learner for a text encoder id (`minilm` or `openclip:NAME/PRETRAINED`)."""
+    from edgeseg.text import MiniLMEncoder, OpenCLIPEncoder
+
+    if encoder_id == "minilm":
+        encoder = MiniLMEncoder()
+        return BertContextPrompts(encoder._model[0].auto_model, encoder._model.tokenizer, classes, n_ctx)
+    if encoder_id.startswith("openclip:"):
+        encoder = OpenCLIPEncoder(encoder_id.split(":", 1)[1])
+        if not hasattr(encoder._model, "token_embedding"):
+            raise UserError(f"--context-tokens: {encoder_id} has no plain CLIP text tower (token_embedding)")
+        return ClipContextPrompts(encoder._model, encoder._tokenizer, classes, n_ctx)
+    raise UserError(f"--context-tokens is not supported for text encoder '{encoder_id}'")
