@@ -99,7 +99,7 @@ class Run:
         mult = args.backbone_lr_mult
         if mult is None:
             mult = 0.1 if pretrained_note.startswith("ImageNet") else 1.0
-        groups = param_groups(self.model, args.lr, mult, args.weight_decay)
+        groups = param_groups(self.model, args.lr, mult, args.weight_decay) + self.extra_param_groups()
         if self.prompt_learner is not None:  # the context tokens learn at the head's lr, no decay (CoOp)
             groups.append({"params": [self.prompt_learner.ctx], "lr_mult": 1.0, "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(groups, lr=args.lr)
@@ -111,6 +111,24 @@ class Run:
             self.iteration = int(resume_payload["iteration"])
             self.best_miou = float(resume_payload["best_miou"])
             self.history = list(resume_payload["history"])
+            self.load_extra_state(resume_payload)
+
+    # Hooks for training variants (distill.train): extra modules, losses, data and checkpoint state.
+    def extra_param_groups(self) -> list[dict]:
+        return []
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, payload: dict[str, Any]) -> None:
+        pass
+
+    def dataset(self) -> TrainSet:
+        return TrainSet(self.train_source, self.args.img_size, self.card["mean"], self.card["std"])
+
+    def compute_loss(self, outputs: dict, images: torch.Tensor, labels: torch.Tensor,
+                     extra: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        return segmentation_loss(outputs, labels, self.loss_weights)
 
     def _resume_payload(self) -> dict | None:
         if not self.args.resume:
@@ -156,13 +174,14 @@ class Run:
             payload["optimizer"] = self.optimizer.state_dict()
         if self.prompt_learner is not None:
             payload["context"] = self.prompt_learner.context_state()
+        payload.update(self.extra_state())
         return payload
 
     def save_last(self) -> None:
         save_checkpoint(self.out / "last.pt", self.payload(with_optimizer=True))
         write_text(self.out / "metrics.csv", metrics_csv(self.history))
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    def step(self, images: torch.Tensor, labels: torch.Tensor, *extra: torch.Tensor) -> tuple[float, float]:
         """One optimisation step at self.iteration; returns (loss, lr)."""
         args = self.args
         torch.manual_seed(args.seed * 7919 + self.iteration)  # dropout etc. depend only on (seed, iteration)
@@ -173,7 +192,7 @@ class Run:
         with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):
             text = None if self.prompt_learner is None else self.prompt_learner()
             outputs = self.model.forward_all(images, text)
-        loss, _ = segmentation_loss(outputs, labels, self.loss_weights)
+            loss, _ = self.compute_loss(outputs, images, labels, extra)
         if not torch.isfinite(loss):
             raise UserError(f"loss became {float(loss)} at iteration {self.iteration}; lower --lr")
         self.optimizer.zero_grad(set_to_none=True)
@@ -192,10 +211,10 @@ class Run:
         return summary
 
 
-def train(args: argparse.Namespace) -> dict:
+def train(args: argparse.Namespace, run_class: type[Run] = Run) -> dict:
     """Run (or resume) training; returns the final validation summary."""
     remove_partials(args.out)  # temp files of a run that was killed mid-save
-    run = Run(args)
+    run = run_class(args)
     run.out.mkdir(parents=True, exist_ok=True)
     write_json(run.out / "model_card.json", run.card)
     params = sum(p.numel() for p in run.model.parameters())
@@ -212,15 +231,15 @@ def train(args: argparse.Namespace) -> dict:
     if run.iteration:
         print(f"resuming from iteration {run.iteration}", file=sys.stderr)
     sampler = IterationSampler(len(run.train_source), args.batch_size, args.iters, args.seed, run.iteration)
-    dataset = TrainSet(run.train_source, args.img_size, run.card["mean"], run.card["std"])
+    dataset = run.dataset()
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
                         pin_memory=run.device.type == "cuda", persistent_workers=False)
     summary: dict = {}
     start = time.time()
     bar = tqdm(total=args.iters, initial=run.iteration, desc="train", file=sys.stderr, dynamic_ncols=True)
     try:
-        for images, labels in loader:
-            loss, lr = run.step(images, labels)
+        for batch in loader:
+            loss, lr = run.step(*batch)
             run.iteration += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", best=f"{max(run.best_miou, 0):.3f}")

@@ -56,17 +56,23 @@ def build_source(spec: str | None, split: str, img_size: int = 128) -> Segmentat
 class TrainSet(Dataset):
     """Augmented crops; items are addressed by (index, augmentation seed) so runs are reproducible."""
 
-    def __init__(self, source: SegmentationSource, img_size: int, mean: list[float], std: list[float]) -> None:
+    def __init__(self, source: SegmentationSource, img_size: int, mean: list[float], std: list[float],
+                 with_geometry: bool = False) -> None:
         self.source, self.img_size, self.mean, self.std = source, img_size, mean, std
+        self.with_geometry = with_geometry
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, ...]:
         index, seed = item
         image, mask = self.source.load(index)
-        image, mask = train_augment(image, mask, self.img_size, np.random.default_rng(seed))
-        return torch.from_numpy(normalize(image, self.mean, self.std)), torch.from_numpy(mask)
+        geometry: list[float] = []
+        image, mask = train_augment(image, mask, self.img_size, np.random.default_rng(seed), geometry=geometry)
+        sample = (torch.from_numpy(normalize(image, self.mean, self.std)), torch.from_numpy(mask))
+        if self.with_geometry:  # which image and which box of it (distill's cached teacher maps)
+            return (*sample, torch.tensor([float(index), *geometry]))
+        return sample
 
 
 class ValSet(Dataset):

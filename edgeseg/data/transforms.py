@@ -35,8 +35,12 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def train_augment(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator,
-                  scale_range: tuple[float, float] = (0.5, 2.0)) -> tuple[np.ndarray, np.ndarray]:
-    """Scale the shorter side to size*U(scale_range), random-crop size x size (pad with ignore), flip, jitter."""
+                  scale_range: tuple[float, float] = (0.5, 2.0),
+                  geometry: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scale the shorter side to size*U(scale_range), random-crop size x size (pad with ignore), flip, jitter.
+
+    If `geometry` is a list, it receives the crop's box in the original image's normalised coordinates,
+    [x0, y0, x1, y1] (x0 > x1 when flipped; > 1 where the crop runs into padding)."""
     scale = rng.uniform(*scale_range) * size / min(image.shape[:2])
     height, width = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
     image, mask = _resize(image, mask, height, width)
@@ -47,6 +51,10 @@ def train_augment(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random
     top = int(rng.integers(0, image.shape[0] - size + 1))
     left = int(rng.integers(0, image.shape[1] - size + 1))
     image, mask = image[top:top + size, left:left + size], mask[top:top + size, left:left + size]
+    box = [left / width, top / height, (left + size) / width, (top + size) / height]
     if rng.random() < 0.5:
         image, mask = image[:, ::-1], mask[:, ::-1]
+        box = [box[2], box[1], box[0], box[3]]
+    if geometry is not None:
+        geometry[:] = box
     return photometric(np.ascontiguousarray(image), rng), np.ascontiguousarray(mask)

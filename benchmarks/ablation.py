@@ -1,0 +1,111 @@
+"""Ablation of the prompting methods: every preset (and the plain heads) at equal budget.
+
+python -m benchmarks.ablation --out runs/ablation [--variants a,b,...] [edgeseg.train flags ...]
+
+Each variant trains with the same backbone, data, seed and budget (the extra flags go to
+edgeseg.train), then its best checkpoint is measured: val mIoU, parameters (all / trainable) and
+GFLOPs at 512². A finished variant whose options are unchanged is reused (its OUT/NAME/row.json),
+so an interrupted ablation continues. Writes OUT/ablation.md and OUT/ablation.json.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from benchmarks.cost import count_params, gflops
+from benchmarks.machine import cpu_info
+from edgeseg.card import load_model
+from edgeseg.config import parse_with_config, training_parser
+from edgeseg.errors import UserError, cli_main
+from edgeseg.io import write_json, write_text
+from edgeseg.presets import PRESETS, describe
+from edgeseg.train import train
+
+# variant id (also its folder under OUT) -> edgeseg.train flags; the plain heads first, then the presets.
+VARIANTS: dict[str, list[str]] = {
+    "plain-fusion": ["--head", "fusion"],
+    "plain-denseclip": ["--head", "denseclip"],
+    **{name: ["--preset", name] for name in PRESETS},
+}
+
+def _history(out: Path) -> list[dict]:
+    with open(out / "metrics.csv") as fh:
+        return [row for row in csv.DictReader(fh) if row.get("val_mIoU")]
+
+
+def run_variant(name: str, flags: list[str], train_args: list[str], out: Path) -> dict:
+    """Train one variant (or reuse its finished row) and measure its best checkpoint."""
+    argv = [*train_args, *flags, "--out", str(out)]
+    row_file = out / "row.json"
+    if row_file.is_file():
+        row = json.loads(row_file.read_text())
+        if row.get("argv") == argv:
+            print(f"== {name}: reusing {row_file}", file=sys.stderr)
+            return row
+    targs = parse_with_config(training_parser("edgeseg.train", ""), argv)
+    print(f"== {name}: {' '.join(flags)}", file=sys.stderr)
+    started = time.time()
+    final = train(targs)
+    seconds = time.time() - started
+    model, card = load_model(str(out / "best.pt"))
+    trainable = count_params(model)
+    if card["head_config"].get("freeze_backbone"):
+        trainable -= count_params(model.backbone)
+    row = {"variant": name, "flags": " ".join(flags), "argv": argv, "head": card["head"],
+           "backbone": targs.backbone, "pretrained": card.get("pretrained"), "iters": targs.iters,
+           "batch": targs.batch_size, "img_size": targs.img_size, "seed": targs.seed,
+           "final_mIoU": final["mIoU"], "best_mIoU": max(float(r["val_mIoU"]) for r in _history(out)),
+           "params_M": count_params(model) / 1e6, "trainable_M": trainable / 1e6,
+           "context_tokens": card.get("context_tokens", 0), "gflops_512": gflops(model, 512),
+           "train_seconds": round(seconds, 1), "val_images": targs.val_limit or "all"}
+    write_json(row_file, row)
+    return row
+
+
+def markdown(rows: list[dict], note: str) -> str:
+    lines = ["| variant | flags | final val mIoU | best val mIoU | params (M) | trainable (M) | GFLOPs @512² | train time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | `{r['flags']}` | {100 * r['final_mIoU']:.1f} | {100 * r['best_mIoU']:.1f} | "
+                     f"{r['params_M']:.2f} | {r['trainable_M']:.2f} | {r['gflops_512']:.2f} | "
+                     f"{r['train_seconds'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.splitlines()[0],
+                                     epilog="variants: " + ", ".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list (see below)")
+    parser.add_argument("--out", default="runs/ablation")
+    args, train_args = parser.parse_known_args(argv)
+    if any(flag in train_args for flag in ("--preset", "--head", "--out")):
+        raise UserError("--preset/--head/--out are set per variant; pass only the shared edgeseg.train flags")
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if unknown := [n for n in names if n not in VARIANTS]:
+        raise UserError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
+    out = Path(args.out)
+    rows = [run_variant(name, VARIANTS[name], train_args, out / name) for name in names]
+    first = rows[0]
+    machine = cpu_info()
+    device = "CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    note = (f"Same budget for every row: {first['backbone']} ({first['pretrained']}), {first['iters']} iterations × "
+            f"batch {first['batch']} at {first['img_size']}², seed {first['seed']}; data: embedded synthetic-scenes, "
+            f"val mIoU on {first.get('val_images', 'its')} val images. Presets: " + "; ".join(f"`{p}` = `{describe(p)}`" for p in PRESETS)
+            + f". Machine: {machine['cpu']}, {machine['cores']} logical cores, {device}, torch threads {torch.get_num_threads()}.")
+    text = markdown(rows, note)
+    write_text(out / "ablation.md", text)
+    write_json(out / "ablation.json", rows)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
