@@ -15,7 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -26,7 +26,7 @@ from edgeseg.config import parse_with_config, training_parser
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import write_json, write_text
 from edgeseg.presets import PRESETS, describe
-from edgeseg.train import train
+from edgeseg.train import Run, train
 
 # variant id (also its folder under OUT) -> edgeseg.train flags; the plain heads first, then the presets.
 VARIANTS: dict[str, list[str]] = {
@@ -40,8 +40,12 @@ def _history(out: Path) -> list[dict]:
         return [row for row in csv.DictReader(fh) if row.get("val_mIoU")]
 
 
-def run_variant(name: str, flags: list[str], train_args: list[str], out: Path) -> dict:
-    """Train one variant (or reuse its finished row) and measure its best checkpoint."""
+def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
+                parser: Callable[[], argparse.ArgumentParser] = lambda: training_parser("edgeseg.train", ""),
+                run_class: type[Run] = Run) -> dict:
+    """Train one variant (or reuse its finished row) and measure its best checkpoint.
+
+    `parser`/`run_class` select the trainer (edgeseg.train by default; distill.train for distillation)."""
     argv = [*train_args, *flags, "--out", str(out)]
     row_file = out / "row.json"
     if row_file.is_file():
@@ -49,10 +53,10 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path) -
         if row.get("argv") == argv:
             print(f"== {name}: reusing {row_file}", file=sys.stderr)
             return row
-    targs = parse_with_config(training_parser("edgeseg.train", ""), argv)
+    targs = parse_with_config(parser(), argv)
     print(f"== {name}: {' '.join(flags)}", file=sys.stderr)
     started = time.time()
-    final = train(targs)
+    final = train(targs, run_class)
     seconds = time.time() - started
     model, card = load_model(str(out / "best.pt"))
     trainable = count_params(model)

@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.context_tokens:
         raise UserError("--context-tokens is not supported by distill.train; add it in the edgeseg.train fine-tune")
     summary = train(args, DistillRun)
+    if "mIoU" not in summary:  # a non-zero rank of a torchrun job: rank 0 reports
+        return 0
     print(f"val mIoU: {summary.get('mIoU', float('nan')):.4f}")
     return 0
 

@@ -61,12 +61,23 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help="SPM: semantic-aware prompt matchers between backbone stages")
     p.add_argument("--val-interval", type=int, default=None, help="validate every N iters (default: iters/5)")
     p.add_argument("--val-limit", type=int, default=None, help="validate on the first N val images only")
+    p.add_argument("--log-interval", type=int, default=10, help="write a metrics.csv row every N iters")
     p.add_argument("--ckpt-interval", type=int, default=None, help="write last.pt every N iters (default: val interval)")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--out", default="runs/train", help="output folder")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on with CUDA)")
+    s = p.add_argument_group("speed and scale (torchrun --nproc_per_node N -m edgeseg.train ... for several processes)")
+    s.add_argument("--amp-dtype", choices=("fp16", "bf16"), default=None,
+                   help="autocast dtype with --amp (default fp16 + GradScaler on CUDA, bf16 on CPU)")
+    s.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory format (default: on with CUDA)")
+    s.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the model")
+    s.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=False,
+                   help="SyncBatchNorm across processes (CUDA)")
+    s.add_argument("--scale-lr", action=argparse.BooleanOptionalAction, default=False,
+                   help="linear scaling rule: multiply --lr by the number of processes")
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue from OUT/last.pt (or the given checkpoint)")
     p.add_argument("--init", default=None, help="start from the weights of this checkpoint (e.g. from distill.train)")
@@ -126,8 +137,17 @@ def check_args(args: argparse.Namespace) -> None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda requested but no CUDA device is available; use --device cpu")
+    on_cuda = args.device.startswith("cuda")
     if args.amp is None:
-        args.amp = args.device.startswith("cuda")
+        args.amp = on_cuda
+    if args.amp_dtype is None:
+        args.amp_dtype = "fp16" if on_cuda else "bf16"
+    if args.amp and not on_cuda and args.amp_dtype == "fp16":
+        raise UserError("--amp on CPU needs --amp-dtype bf16 (fp16 autocast is CUDA-only)")
+    if args.channels_last is None:
+        args.channels_last = on_cuda
+    if args.sync_bn and not on_cuda:
+        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); drop it on CPU")
     args.val_interval = args.val_interval or max(1, args.iters // 5)
     args.ckpt_interval = args.ckpt_interval or args.val_interval
     if args.warmup_iters is None:

@@ -16,19 +16,38 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from edgeseg.card import build_model, check_card, make_card
 from edgeseg.config import head_config, loss_weights, parse_with_config, training_parser
 from edgeseg.data import IterationSampler, TrainSet, build_source
+from edgeseg.distributed import init_world, shutdown
 from edgeseg.errors import UserError, cli_main
 from edgeseg.evaluate import evaluate_model
-from edgeseg.io import load_checkpoint, remove_partials, save_checkpoint, write_json, write_text
+from edgeseg.io import (
+    load_checkpoint,
+    remove_partials,
+    save_checkpoint,
+    write_json,
+    write_text,
+)
 from edgeseg.losses import segmentation_loss
 from edgeseg.models import Segmenter, load_pretrained
 from edgeseg.prompt_learner import build_prompt_learner
 from edgeseg.text import get_text_embeddings
+
+
+class TrainForward(torch.nn.Module):
+    """The training forward (all outputs) as a module's forward, so DDP and torch.compile can wrap it."""
+
+    def __init__(self, model: Segmenter) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor | None = None) -> dict[str, Any]:
+        return self.model.forward_all(images, text)
 
 
 def poly_lr(base: float, iteration: int, total: int, warmup: int, power: float = 0.9) -> float:
@@ -65,6 +84,9 @@ class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.out = Path(args.out)
+        self.world = init_world(args.device)
+        if self.world.backend == "nccl":
+            args.device = f"cuda:{self.world.local_rank}"
         self.device = torch.device(args.device)
         torch.manual_seed(args.seed)
         self.train_source = build_source(args.data, "train", args.img_size)
@@ -88,7 +110,17 @@ class Run:
                                   text_encoder=args.text_encoder, text_dim=text.shape[1],
                                   pretrained=pretrained_note, dataset=self.train_source.name,
                                   **({"context_tokens": args.context_tokens} if args.context_tokens else {}))
+        if args.sync_bn and self.world.size > 1:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device).train()
+        if args.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.forward_module: torch.nn.Module = TrainForward(self.model)
+        if self.world.size > 1:
+            self.forward_module = DistributedDataParallel(
+                self.forward_module, device_ids=[self.world.local_rank] if self.world.backend == "nccl" else None)
+        if args.compile:
+            self.forward_module = torch.compile(self.forward_module)
         self.prompt_learner = None
         if self.card.get("context_tokens"):
             self.prompt_learner = build_prompt_learner(self.card["text_encoder"], self.classes,
@@ -103,7 +135,8 @@ class Run:
         if self.prompt_learner is not None:  # the context tokens learn at the head's lr, no decay (CoOp)
             groups.append({"params": [self.prompt_learner.ctx], "lr_mult": 1.0, "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(groups, lr=args.lr)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp and self.device.type == "cuda")
+        self.amp_dtype = torch.bfloat16 if args.amp_dtype == "bf16" else torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp and self.amp_dtype == torch.float16)
         self.iteration, self.best_miou, self.history = 0, -1.0, []
         if resume_payload is not None:
             self.model.load_state_dict(resume_payload["model"])
@@ -178,6 +211,8 @@ class Run:
         return payload
 
     def save_last(self) -> None:
+        if not self.world.is_main:
+            return
         save_checkpoint(self.out / "last.pt", self.payload(with_optimizer=True))
         write_text(self.out / "metrics.csv", metrics_csv(self.history))
 
@@ -185,13 +220,15 @@ class Run:
         """One optimisation step at self.iteration; returns (loss, lr)."""
         args = self.args
         torch.manual_seed(args.seed * 7919 + self.iteration)  # dropout etc. depend only on (seed, iteration)
-        lr = poly_lr(args.lr, self.iteration, args.iters, args.warmup_iters)
+        lr = poly_lr(args.lr * (self.world.size if args.scale_lr else 1), self.iteration, args.iters, args.warmup_iters)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
         images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):
+        if args.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=args.amp):
             text = None if self.prompt_learner is None else self.prompt_learner()
-            outputs = self.model.forward_all(images, text)
+            outputs = self.forward_module(images, text)
             loss, _ = self.compute_loss(outputs, images, labels, extra)
         if not torch.isfinite(loss):
             raise UserError(f"loss became {float(loss)} at iteration {self.iteration}; lower --lr")
@@ -199,44 +236,67 @@ class Run:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach()), lr
+        return self.world.mean(float(loss.detach())), lr
 
     def validate(self) -> dict:
         self.sync_text()
         summary = evaluate_model(self.model, self.card, self.val_source, self.device, limit=self.args.val_limit,
-                                 progress=False, amp=self.scaler.is_enabled())
+                                 progress=False, amp=self.args.amp and self.device.type == "cuda")
         if summary["mIoU"] > self.best_miou:
             self.best_miou = summary["mIoU"]
-            save_checkpoint(self.out / "best.pt", self.payload(with_optimizer=False))
+            if self.world.is_main:
+                save_checkpoint(self.out / "best.pt", self.payload(with_optimizer=False))
         return summary
 
 
 def train(args: argparse.Namespace, run_class: type[Run] = Run) -> dict:
-    """Run (or resume) training; returns the final validation summary."""
-    remove_partials(args.out)  # temp files of a run that was killed mid-save
+    """Run (or resume) training; returns the final validation summary (on every process)."""
     run = run_class(args)
-    run.out.mkdir(parents=True, exist_ok=True)
-    write_json(run.out / "model_card.json", run.card)
+    try:
+        return _train(run)
+    finally:
+        shutdown(run.world)
+
+
+def _log(run: Run, message: str) -> None:
+    if run.world.is_main:
+        print(message, file=sys.stderr)
+
+
+def _train(run: Run) -> dict:
+    args, world = run.args, run.world
+    if world.is_main:
+        remove_partials(args.out)  # temp files of a run that was killed mid-save
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_json(run.out / "model_card.json", run.card)
     params = sum(p.numel() for p in run.model.parameters())
     trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     context = run.prompt_learner.ctx.numel() if run.prompt_learner is not None else 0
-    print(f"edgeseg.train: {args.backbone}/{args.head}, {len(run.classes)} classes from {run.train_source.name}, "
-          f"text {run.card['text_encoder']}, backbone {run.card.get('pretrained')}, {params / 1e6:.2f}M params "
-          f"({trainable / 1e6:.3f}M trainable, {100 * trainable / params:.1f}%"
-          f"{f'; +{context} context-token values' if context else ''}), "
-          f"device {args.device}{' +AMP' if run.scaler.is_enabled() else ''}", file=sys.stderr)
+    speed = [name for name, on in (("AMP " + args.amp_dtype, args.amp), ("channels_last", args.channels_last),
+                                   ("compiled", args.compile), ("SyncBN", args.sync_bn and world.size > 1)) if on]
+    _log(run, f"edgeseg.train: {args.backbone}/{args.head}, {len(run.classes)} classes from {run.train_source.name}, "
+              f"text {run.card['text_encoder']}, backbone {run.card.get('pretrained')}, {params / 1e6:.2f}M params "
+              f"({trainable / 1e6:.3f}M trainable, {100 * trainable / params:.1f}%"
+              f"{f'; +{context} context-token values' if context else ''}), "
+              f"device {args.device}{' +' + ', '.join(speed) if speed else ''}")
+    lr = args.lr * (world.size if args.scale_lr else 1)
+    _log(run, f"batch {args.batch_size} per process x {world.size} process(es)"
+              f"{f' ({world.backend})' if world.backend else ''} = effective batch {args.batch_size * world.size}; "
+              f"lr {lr:g}" + (f" (linear scaling rule: --lr {args.lr:g} x {world.size})" if args.scale_lr else
+                              " (not scaled with the process count; --scale-lr applies the linear rule)"))
     if run.iteration >= args.iters:
-        print(f"already at iteration {run.iteration} of {args.iters}; nothing to do", file=sys.stderr)
+        _log(run, f"already at iteration {run.iteration} of {args.iters}; nothing to do")
         return run.validate()
     if run.iteration:
-        print(f"resuming from iteration {run.iteration}", file=sys.stderr)
-    sampler = IterationSampler(len(run.train_source), args.batch_size, args.iters, args.seed, run.iteration)
-    dataset = run.dataset()
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers,
+        _log(run, f"resuming from iteration {run.iteration}")
+    sampler = IterationSampler(len(run.train_source), args.batch_size, args.iters, args.seed, run.iteration,
+                               rank=world.rank, world=world.size)
+    loader = DataLoader(run.dataset(), batch_sampler=sampler, num_workers=args.workers,
                         pin_memory=run.device.type == "cuda", persistent_workers=False)
     summary: dict = {}
     start = time.time()
-    bar = tqdm(total=args.iters, initial=run.iteration, desc="train", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=args.iters, initial=run.iteration, desc="train", file=sys.stderr, dynamic_ncols=True,
+               disable=not world.is_main or None)
     try:
         for batch in loader:
             loss, lr = run.step(*batch)
@@ -246,23 +306,25 @@ def train(args: argparse.Namespace, run_class: type[Run] = Run) -> dict:
             row: dict[str, Any] = {"iter": run.iteration, "loss": round(loss, 5), "lr": lr,
                                    "seconds": round(time.time() - start, 1)}
             if run.iteration % args.val_interval == 0 or run.iteration == args.iters:
-                summary = run.validate()
-                row.update(val_mIoU=round(summary["mIoU"], 5), val_pixel_accuracy=round(summary["pixel_accuracy"], 5))
-                bar.write(f"iter {run.iteration}: val mIoU {100 * summary['mIoU']:.1f}  "
-                          f"pixel acc {100 * summary['pixel_accuracy']:.1f}", file=sys.stderr)
-            if run.iteration % 10 == 0 or "val_mIoU" in row or run.iteration == args.iters:
+                if world.is_main:  # rank 0 evaluates the whole val set; the others wait
+                    summary = run.validate()
+                    row.update(val_mIoU=round(summary["mIoU"], 5),
+                               val_pixel_accuracy=round(summary["pixel_accuracy"], 5))
+                    bar.write(f"iter {run.iteration}: val mIoU {100 * summary['mIoU']:.1f}  "
+                              f"pixel acc {100 * summary['pixel_accuracy']:.1f}", file=sys.stderr)
+                world.barrier()
+            if run.iteration % args.log_interval == 0 or "val_mIoU" in row or run.iteration == args.iters:
                 run.history.append(row)
             if run.iteration % args.ckpt_interval == 0 or run.iteration == args.iters:
                 run.save_last()
     except KeyboardInterrupt:
         bar.close()
         run.save_last()
-        print(f"interrupted at iteration {run.iteration}; saved {run.out / 'last.pt'} (continue with --resume)",
-              file=sys.stderr)
+        _log(run, f"interrupted at iteration {run.iteration}; saved {run.out / 'last.pt'} (continue with --resume)")
         raise
     bar.close()
-    print(f"done: {args.iters} iterations in {time.time() - start:.0f}s; best val mIoU "
-          f"{100 * run.best_miou:.1f}; checkpoints in {run.out}", file=sys.stderr)
+    _log(run, f"done: {args.iters} iterations in {time.time() - start:.0f}s; best val mIoU "
+              f"{100 * run.best_miou:.1f}; checkpoints in {run.out}")
     return summary
 
 
@@ -271,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = training_parser("python -m edgeseg.train", __doc__.splitlines()[0])
     args = parse_with_config(parser, argv)
     summary = train(args)
+    if "mIoU" not in summary:  # a non-zero rank of a torchrun job: rank 0 reports
+        return 0
     print(f"val mIoU: {summary.get('mIoU', float('nan')):.4f}")
     return 0
 

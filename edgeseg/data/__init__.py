@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from edgeseg.data.folder import ade20k, generic_folder
+from edgeseg.data.public import cityscapes, coco_stuff, voc
 from edgeseg.data.synthetic import SyntheticScenes
 from edgeseg.data.transforms import train_augment
 from edgeseg.errors import UserError
@@ -30,7 +31,9 @@ class SegmentationSource(Protocol):
     def describe(self, index: int) -> str: ...
 
 
-LAYOUTS: dict[str, Callable[[Path, str], SegmentationSource]] = {"ade20k": ade20k, "folder": generic_folder}
+LAYOUTS: dict[str, Callable[[Path, str], SegmentationSource]] = {
+    "ade20k": ade20k, "cocostuff": coco_stuff, "voc": voc, "cityscapes": cityscapes, "folder": generic_folder,
+}
 
 
 def build_source(spec: str | None, split: str, img_size: int = 128) -> SegmentationSource:
@@ -49,7 +52,7 @@ def build_source(spec: str | None, split: str, img_size: int = 128) -> Segmentat
         raise UserError(f"--data {root} is not a folder")
     if kind == "folder" and not (root / "classes.txt").is_file():
         raise UserError(f"--data {root}: expected classes.txt + images/ + masks/ (generic layout) or the ADE20K "
-                        "layout images/training + annotations/training")
+                        "layout images/training + annotations/training (voc:, cityscapes:, cocostuff: take their prefix)")
     return LAYOUTS[kind](root, split)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -11,17 +12,17 @@ from edgeseg.io import IMAGE_SUFFIXES, read_image, read_mask
 from edgeseg.text import read_class_names
 
 
-def _pair_files(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
-    """Pair images with same-stem PNG masks; any unpaired file is an error naming it."""
+def _pair_files(image_dir: Path, mask_dir: Path, mask_suffix: str = ".png") -> list[tuple[Path, Path]]:
+    """Pair images with same-stem masks; any unpaired file is an error naming it."""
     if not image_dir.is_dir() or not mask_dir.is_dir():
         missing = image_dir if not image_dir.is_dir() else mask_dir
         raise UserError(f"dataset folder {missing} is missing")
     images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() == ".png"}
+    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() == mask_suffix}
     if not images:
         raise UserError(f"no images in {image_dir}")
     if only_images := sorted(set(images) - set(masks)):
-        raise UserError(f"image {images[only_images[0]]} has no mask {mask_dir / (only_images[0] + '.png')} "
+        raise UserError(f"image {images[only_images[0]]} has no mask {mask_dir / (only_images[0] + mask_suffix)} "
                         f"({len(only_images)} unpaired images)")
     if only_masks := sorted(set(masks) - set(images)):
         raise UserError(f"mask {masks[only_masks[0]]} has no image in {image_dir} ({len(only_masks)} unpaired masks)")
@@ -34,11 +35,18 @@ class LabelledFolder:
     name = "folder"
 
     def __init__(self, pairs: list[tuple[Path, Path]], classes: list[str], reduce_zero_label: bool = False,
-                 out_of_range: str = "error") -> None:
+                 out_of_range: str = "error", lookup: dict[int, int] | None = None,
+                 mask_reader: Callable[[Path], np.ndarray] = read_mask) -> None:
         self.pairs = pairs
         self.classes = classes
         self.reduce_zero_label = reduce_zero_label
         self.out_of_range = out_of_range
+        self.mask_reader = mask_reader
+        self.table: np.ndarray | None = None
+        if lookup is not None:  # official raw id -> train id; every other id -> ignore
+            self.table = np.full(max(max(lookup) + 1, 256), IGNORE_INDEX, dtype=np.int64)
+            for raw, train_id in lookup.items():
+                self.table[raw] = train_id
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -49,6 +57,8 @@ class LabelledFolder:
     def map_labels(self, raw: np.ndarray, mask_path: Path) -> np.ndarray:
         """Apply the dataset's label mapping; values outside [0, K) other than 255 are an error."""
         mask = raw.astype(np.int64)
+        if self.table is not None:
+            mask = self.table[np.clip(mask, 0, len(self.table) - 1)]
         if self.reduce_zero_label:
             mask = np.where((mask == 0) | (mask == IGNORE_INDEX), IGNORE_INDEX, mask - 1)
         bad = (mask >= len(self.classes)) & (mask != IGNORE_INDEX)
@@ -62,7 +72,7 @@ class LabelledFolder:
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, mask_path = self.pairs[index]
-        image, raw = read_image(image_path), read_mask(mask_path)
+        image, raw = read_image(image_path), self.mask_reader(mask_path)
         if raw.shape != image.shape[:2]:
             raise UserError(f"mask {mask_path} is {raw.shape[1]}x{raw.shape[0]} but its image is "
                             f"{image.shape[1]}x{image.shape[0]}")

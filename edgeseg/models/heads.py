@@ -15,8 +15,15 @@ from torch import nn
 
 from edgeseg.errors import UserError
 from edgeseg.models.fusion import BidirectionalFusion
+from edgeseg.models.layers import (
+    Attention,
+    CosineScore,
+    FPNLite,
+    conv_bn_act,
+    flatten_pixels,
+    unflatten_pixels,
+)
 from edgeseg.models.prompting import ContextDecoder, InstancePrompt, MultiViewScore
-from edgeseg.models.layers import Attention, CosineScore, FPNLite, conv_bn_act, flatten_pixels, unflatten_pixels
 
 HeadOutput = dict[str, object]
 

@@ -54,3 +54,30 @@ def test_plot_writes_png(tmp_path):
              "p90_ms": 4.0, "status": "ok"}]
     plot(rows, tmp_path / "p.png", {"onnx-fp32": 0.5})
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_speed_cli_times_both_modes(tmp_path):
+    proc = run_cli("benchmarks.train_speed", "--img-size", "64", "--batch-size", "2", "--iters", "2", "--warmup", "1",
+                   "--backbone", "mobilenetv3-small", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "train_speed.json").read_text())
+    modes = [row["mode"] for row in result["rows"]]
+    assert modes[0] == "fp32" and modes[1].startswith("AMP") and len(result["rows"][1]["times"]) == 2
+    assert result["speedup"] == result["rows"][0]["median_s"] / result["rows"][1]["median_s"]
+    assert "AMP speed-up" in (tmp_path / "train_speed.md").read_text()
+
+
+def test_ablation_cli_reuses_finished_variants(tmp_path):
+    flags = ["--variants", "plain-fusion,mvp", "--backbone", "mobilenetv3-small",
+             "--iters", "2", "--batch-size", "2", "--img-size", "64", "--val-limit", "2", "--pretrained", "none",
+             "--out", str(tmp_path)]
+    proc = run_cli("benchmarks.ablation", *flags)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "ablation.json").read_text())
+    assert [r["variant"] for r in rows] == ["plain-fusion", "mvp"]
+    assert rows[1]["flags"] == "--preset mvp" and rows[1]["gflops_512"] > rows[0]["gflops_512"] * 0.5
+    assert all(0 <= r["best_mIoU"] <= 1 and r["params_M"] > 0 for r in rows)
+    again = run_cli("benchmarks.ablation", *flags)
+    assert again.returncode == 0 and again.stderr.count("reusing") == 2
+    bad = run_cli("benchmarks.ablation", "--variants", "nope", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "unknown variant" in bad.stderr

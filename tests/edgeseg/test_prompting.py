@@ -8,7 +8,12 @@ import torch
 from edgeseg.losses import align_guided_contrastive, presence_targets
 from edgeseg.models import Segmenter
 from edgeseg.models.layers import l2_normalize
-from edgeseg.models.prompting import ContextDecoder, InstancePrompt, MultiViewScore, orthogonal_loss
+from edgeseg.models.prompting import (
+    ContextDecoder,
+    InstancePrompt,
+    MultiViewScore,
+    orthogonal_loss,
+)
 from edgeseg.presets import PRESETS
 from tests.conftest import run_cli
 
