@@ -25,7 +25,7 @@ from edgeseg.config import parse_with_config, training_parser
 from edgeseg.data import TrainSet
 from edgeseg.errors import UserError, cli_main
 from edgeseg.losses import segmentation_loss
-from edgeseg.train import Run, train
+from edgeseg.train import Run, report, train
 
 
 class DistillRun(Run):
@@ -105,11 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("loss weights must be >= 0 and --tau > 0")
     if args.context_tokens:
         raise UserError("--context-tokens is not supported by distill.train; add it in the edgeseg.train fine-tune")
-    summary = train(args, DistillRun)
-    if "mIoU" not in summary:  # a non-zero rank of a torchrun job: rank 0 reports
-        return 0
-    print(f"val mIoU: {summary.get('mIoU', float('nan')):.4f}")
-    return 0
+    return report(train(args, DistillRun))
 
 
 if __name__ == "__main__":

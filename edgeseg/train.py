@@ -328,15 +328,18 @@ def _train(run: Run) -> dict:
     return summary
 
 
+def report(summary: dict) -> int:
+    """Print the final val mIoU on stdout (rank 0 of a torchrun job only); the CLI's exit code."""
+    if "mIoU" in summary:  # other ranks have no summary: rank 0 validates
+        print(f"val mIoU: {summary['mIoU']:.4f}")
+    return 0
+
+
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = training_parser("python -m edgeseg.train", __doc__.splitlines()[0])
     args = parse_with_config(parser, argv)
-    summary = train(args)
-    if "mIoU" not in summary:  # a non-zero rank of a torchrun job: rank 0 reports
-        return 0
-    print(f"val mIoU: {summary.get('mIoU', float('nan')):.4f}")
-    return 0
+    return report(train(args))
 
 
 if __name__ == "__main__":
