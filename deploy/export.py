@@ -108,7 +108,7 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
         summary = module.spec_summary(artifact)
         expected_out = [1, len(card["classes"]), card["img_size"] // card["output_stride"],
                         card["img_size"] // card["output_stride"]]
-        ok = (summary["inputs"].get("image") == [1, 3, card["img_size"], card["img_size"]]
+        ok = (summary["inputs"].get("image") == [1, 3, card["img_size"], card["img_size"]] and summary["image_input"]
               and summary["outputs"].get("logits") == expected_out and "edgeseg_card" in summary["metadata"])
         return {"verified": "spec-only (Core ML prediction needs macOS)", "passed": ok,
                 "spec": {k: v for k, v in summary.items() if k != "metadata"}}

@@ -1,5 +1,8 @@
 """Core ML .mlpackage via coremltools (mlprogram, iOS 16+): fp32/fp16 compute precision, int8 weights
-via coremltools.optimize. Prediction runs on macOS only; on Linux the spec is validated instead."""
+via coremltools.optimize. Prediction runs on macOS only; on Linux the spec is validated instead.
+
+The `image` input is a Core ML ImageType (RGB, 0-255: a CVPixelBuffer / CGImage straight from the camera);
+the card's per-channel mean/std are folded into the graph, because ImageType's own `scale` is one scalar."""
 from __future__ import annotations
 
 import json
@@ -13,13 +16,29 @@ PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".mlpackage"
 
 
+class ImageInput(torch.nn.Module):
+    """[0, 1] RGB (what ImageType gives with scale 1/255) -> (x - mean) / std -> the segmenter."""
+
+    def __init__(self, graph: torch.nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.segmenter = graph
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.segmenter((image - self.mean) * self.inv_std, *rest)
+
+
 def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
            calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
     import coremltools as ct
 
-    traced = torch.jit.trace(graph.eval(), example_inputs)
-    names = ["image", "text_embeddings"][: len(example_inputs)]
-    inputs = [ct.TensorType(name=n, shape=tuple(t.shape), dtype=np.float32) for n, t in zip(names, example_inputs)]
+    wrapped = ImageInput(graph.eval(), card["mean"], card["std"]).eval()
+    traced = torch.jit.trace(wrapped, example_inputs)
+    inputs = [ct.ImageType(name="image", shape=tuple(example_inputs[0].shape), scale=1.0 / 255.0,
+                           bias=[0.0, 0.0, 0.0], color_layout=ct.colorlayout.RGB)]
+    if len(example_inputs) > 1:
+        inputs.append(ct.TensorType(name="text_embeddings", shape=tuple(example_inputs[1].shape), dtype=np.float32))
     model = ct.convert(traced, inputs=inputs, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
                        minimum_deployment_target=ct.target.iOS16,
                        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
@@ -46,6 +65,9 @@ def spec_summary(path: Path) -> dict:
             ops.update(op.type for op in block.operations)
 
     def shape(feature) -> list[int]:
+        if feature.type.HasField("imageType"):
+            image = feature.type.imageType
+            return [1, 3, int(image.height), int(image.width)]
         return list(feature.type.multiArrayType.shape)
 
     return {
@@ -53,6 +75,7 @@ def spec_summary(path: Path) -> dict:
         "outputs": {f.name: shape(f) for f in spec.description.output},
         "metadata": dict(spec.description.metadata.userDefined),
         "ops": sorted(ops),
+        "image_input": any(f.type.HasField("imageType") for f in spec.description.input),
         "spec_version": spec.specificationVersion,
     }
 
@@ -73,7 +96,12 @@ class Backend:
         self.version = f"coremltools {ct.__version__}"
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(dict(zip(self.names, inputs)))["logits"], dtype=np.float32)
+        from PIL import Image
+
+        mean, std = (np.asarray(self.card[k], dtype=np.float32).reshape(3, 1, 1) for k in ("mean", "std"))
+        rgb = np.clip(np.round((inputs[0][0] * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        feed = {self.names[0]: Image.fromarray(rgb), **dict(zip(self.names[1:], inputs[1:]))}
+        return np.asarray(self.model.predict(feed)["logits"], dtype=np.float32)
 
 
 def load(path: Path, threads: int | None = None) -> Backend:

@@ -56,11 +56,24 @@ def test_coreml_package_spec(exported_all, precision):
     from deploy.targets.coreml import spec_summary
 
     summary = spec_summary(exported_all / f"coreml-{precision}" / "model.mlpackage")
-    assert summary["inputs"] == {"image": [1, 3, 128, 128]}
+    assert summary["inputs"] == {"image": [1, 3, 128, 128]} and summary["image_input"]  # an RGB ImageType
     assert summary["outputs"]["logits"] == [1, 12, 32, 32]
     card = json.loads(summary["metadata"]["edgeseg_card"])
     assert card["precision"] == precision and len(card["classes"]) == 12
     assert "conv" in summary["ops"] and not any("einsum" in op for op in summary["ops"])
+
+
+def test_coreml_image_input_folds_the_normalisation():
+    """The Core ML graph takes RGB in [0, 1] (ImageType, scale 1/255) and normalises inside."""
+    from deploy.targets.coreml import ImageInput
+    from edgeseg.models import Segmenter
+
+    model = Segmenter("mobilenetv3-small", "fusion", torch.randn(3, 16)).eval()
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    rgb = torch.rand(1, 3, 64, 64)
+    normalised = (rgb - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(ImageInput(model, mean, std)(rgb), model(normalised), atol=1e-5)
 
 
 @pytest.mark.slow
