@@ -32,6 +32,8 @@ from edgeseg.train import Run, train
 VARIANTS: dict[str, list[str]] = {
     "plain-fusion": ["--head", "fusion"],
     "plain-denseclip": ["--head", "denseclip"],
+    "fusion-context": ["--head", "fusion", "--context-tokens", "8"],
+    "fusion-icpc-loss": ["--head", "fusion", "--multiscale-align", "--contrastive-weight", "0.5"],
     **{name: ["--preset", name] for name in PRESETS},
 }
 
@@ -47,10 +49,12 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
 
     `parser`/`run_class` select the trainer (edgeseg.train by default; distill.train for distillation)."""
     argv = [*train_args, *flags, "--out", str(out)]
+    preset = flags[flags.index("--preset") + 1] if "--preset" in flags else None
+    resolved = describe(preset) if preset else ""  # a changed preset definition is a new variant
     row_file = out / "row.json"
     if row_file.is_file():
         row = json.loads(row_file.read_text())
-        if row.get("argv") == argv:
+        if row.get("argv") == argv and row.get("resolved", "") == resolved:
             print(f"== {name}: reusing {row_file}", file=sys.stderr)
             return row
     targs = parse_with_config(parser(), argv)
@@ -62,7 +66,7 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
     trainable = count_params(model)
     if card["head_config"].get("freeze_backbone"):
         trainable -= count_params(model.backbone)
-    row = {"variant": name, "flags": " ".join(flags), "argv": argv, "head": card["head"],
+    row = {"variant": name, "flags": " ".join(flags), "argv": argv, "resolved": resolved, "head": card["head"],
            "backbone": targs.backbone, "pretrained": card.get("pretrained"), "iters": targs.iters,
            "batch": targs.batch_size, "img_size": targs.img_size, "seed": targs.seed,
            "final_mIoU": final["mIoU"], "best_mIoU": max(float(r["val_mIoU"]) for r in _history(out)),

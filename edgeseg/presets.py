@@ -14,8 +14,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mvp": {"head": "denseclip", "views": 3, "ortho_weight": 0.1, "presence_gate": True, "presence_weight": 0.1},
     # Prompt-matched tuning: frozen backbone, prompt matchers between its stages.
     "spm": {"head": "denseclip", "freeze_backbone": True, "prompt_matcher": True},
-    # Ours: fusion head + the options that helped in benchmarks.ablation (see README).
-    "edgeseg": {"head": "fusion", "multiscale_align": True, "contrastive_weight": 0.5},
+    # Ours: the fusion head on a frozen ImageNet backbone with SPM's prompt matchers, the best row of
+    # benchmarks.ablation (README); needs pretrained weights (a frozen random backbone is useless).
+    "edgeseg": {"head": "fusion", "freeze_backbone": True, "prompt_matcher": True},
 }
 
 

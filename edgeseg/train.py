@@ -284,6 +284,9 @@ def _train(run: Run) -> dict:
               f"{f' ({world.backend})' if world.backend else ''} = effective batch {args.batch_size * world.size}; "
               f"lr {lr:g}" + (f" (linear scaling rule: --lr {args.lr:g} x {world.size})" if args.scale_lr else
                               " (not scaled with the process count; --scale-lr applies the linear rule)"))
+    if run.card["head_config"].get("freeze_backbone") and "random" in str(run.card.get("pretrained")):
+        _log(run, "warning: --freeze-backbone on a randomly initialised backbone freezes random features; "
+                  "pass --pretrained PATH (or use a backbone with weights on disk, e.g. efficientnet-lite)")
     if run.iteration >= args.iters:
         _log(run, f"already at iteration {run.iteration} of {args.iters}; nothing to do")
         return run.validate()

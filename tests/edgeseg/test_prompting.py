@@ -168,7 +168,7 @@ def test_preset_flags_can_be_overridden(tmp_path):
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_preset_trains_and_exports_to_onnx(preset, tmp_path):
+def test_preset_trains_and_exports_to_onnx(preset, tmp_path, capsys):
     """Acceptance 2: each preset trains on CPU; its ONNX graph takes only the image and matches torch."""
     from deploy.export import main as export_main
     from edgeseg.train import main as train_main
@@ -178,6 +178,8 @@ def test_preset_trains_and_exports_to_onnx(preset, tmp_path):
                        "--img-size", "64", "--pretrained", "none", "--val-limit", "2", "--out", str(run)]) == 0
     card = json.loads((run / "model_card.json").read_text())
     assert card["head"] == PRESETS[preset]["head"]
+    frozen_random = "warning: --freeze-backbone on a randomly initialised backbone" in capsys.readouterr().err
+    assert frozen_random == bool(PRESETS[preset].get("freeze_backbone"))  # --pretrained none: say so
     assert export_main(["--checkpoint", str(run / "last.pt"), "--target", "onnx", "--precision", "fp32",
                         "--out", str(tmp_path / "export"), "--verify-images", "2"]) == 0
     report = json.loads((tmp_path / "export" / "onnx-fp32" / "parity.json").read_text())
