@@ -70,10 +70,8 @@ def presence_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def segmentation_loss(outputs: dict, labels: torch.Tensor,
-                      weights: LossWeights | float = LossWeights()) -> tuple[torch.Tensor, dict]:
+                      weights: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict]:
     """Total loss and its named parts (floats, for logging)."""
-    if not isinstance(weights, LossWeights):
-        weights = LossWeights(aux=float(weights))
     parts = {"ce": upsampled_ce(outputs["logits"], labels)}
     for i, score_map in enumerate(outputs.get("aux", [])):
         parts[f"aux{i}"] = weights.aux * upsampled_ce(score_map, labels)

@@ -197,8 +197,12 @@ class Run:
             with torch.no_grad():
                 self.model.text_embeddings.copy_(self.prompt_learner().float())
 
+    @property
+    def base_lr(self) -> float:
+        """--lr, times the process count under --scale-lr (the linear scaling rule)."""
+        return self.args.lr * (self.world.size if self.args.scale_lr else 1)
+
     def payload(self, with_optimizer: bool) -> dict[str, Any]:
-        self.sync_text()
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         payload = {"model": state, "card": self.card, "iteration": self.iteration, "best_miou": self.best_miou,
                    "history": self.history, "config": {k: v for k, v in vars(self.args).items()
@@ -213,6 +217,7 @@ class Run:
     def save_last(self) -> None:
         if not self.world.is_main:
             return
+        self.sync_text()
         save_checkpoint(self.out / "last.pt", self.payload(with_optimizer=True))
         write_text(self.out / "metrics.csv", metrics_csv(self.history))
 
@@ -220,7 +225,7 @@ class Run:
         """One optimisation step at self.iteration; returns (loss, lr)."""
         args = self.args
         torch.manual_seed(args.seed * 7919 + self.iteration)  # dropout etc. depend only on (seed, iteration)
-        lr = poly_lr(args.lr * (self.world.size if args.scale_lr else 1), self.iteration, args.iters, args.warmup_iters)
+        lr = poly_lr(self.base_lr, self.iteration, args.iters, args.warmup_iters)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
         images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
@@ -279,7 +284,7 @@ def _train(run: Run) -> dict:
               f"({trainable / 1e6:.3f}M trainable, {100 * trainable / params:.1f}%"
               f"{f'; +{context} context-token values' if context else ''}), "
               f"device {args.device}{' +' + ', '.join(speed) if speed else ''}")
-    lr = args.lr * (world.size if args.scale_lr else 1)
+    lr = run.base_lr
     _log(run, f"batch {args.batch_size} per process x {world.size} process(es)"
               f"{f' ({world.backend})' if world.backend else ''} = effective batch {args.batch_size * world.size}; "
               f"lr {lr:g}" + (f" (linear scaling rule: --lr {args.lr:g} x {world.size})" if args.scale_lr else

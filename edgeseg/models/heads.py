@@ -156,9 +156,10 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
 }
 
 # Prompting options (head_config keys) each head accepts; edgeseg.config rejects the others.
+TOKEN_HEAD_OPTIONS = frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate"})
 HEAD_OPTIONS: dict[str, frozenset[str]] = {
-    "fusion": frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate"}),
-    "denseclip": frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate"}),
+    "fusion": TOKEN_HEAD_OPTIONS,
+    "denseclip": TOKEN_HEAD_OPTIONS,
     "linear": frozenset(),
 }
 
