@@ -6,7 +6,8 @@ python -m deploy.export --checkpoint best.pt --target all --precision int8 --cal
 Each artifact goes to OUT/<target>-<precision>[-openvocab]/ with card.json and parity.json;
 the folder appears only when export and verification succeed (it is built aside and renamed).
 Precisions: fp32, fp16 and int8 (w8a8; Core ML: int8 weights) on every target.
-Inputs are NCHW float32 [1, 3, S, S], normalised with the card's mean/std; for NHWC apps
+Inputs are NCHW float32 [1, 3, S, S], normalised with the card's mean/std (Core ML: an RGB image,
+normalisation folded in); outputs float32 logits. TFLite int8 keeps float I/O unless --int8-io. For NHWC apps
 (Android), transpose before feeding or wrap with litert_torch.to_channel_last_io.
 """
 from __future__ import annotations
@@ -60,9 +61,10 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
     module = get_target(target)
     if precision not in module.PRECISIONS:
         raise UserError(f"target {target} does not support {precision}; it supports {', '.join(module.PRECISIONS)}")
-    name = f"{target}-{precision}{'-openvocab' if card['open_vocab'] else ''}"
+    int8_io = bool(card.get("int8_io")) and target == "tflite" and precision == "int8"
+    name = f"{target}-{precision}{'-int8io' if int8_io else ''}{'-openvocab' if card['open_vocab'] else ''}"
     final = out_dir / name
-    artifact_card = dict(card, target=target, precision=precision)
+    artifact_card = dict(card, target=target, precision=precision, int8_io=int8_io)
     with atomic_path(final) as tmp:
         tmp.mkdir()
         artifact = tmp / f"model{module.SUFFIX}"
@@ -133,10 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/export", help="output folder")
     parser.add_argument("--verify-images", type=int, default=16, help="images compared against torch")
     parser.add_argument("--verify-data", default=None, help="images for verification (default: calib data, else synthetic)")
+    parser.add_argument("--int8-io", action="store_true",
+                        help="TFLite int8: int8 input/output tensors (the app quantizes with the model's scales); "
+                             "default float32 I/O")
     parser.add_argument("--no-verify", action="store_true", help="skip the artifact-vs-torch comparison")
     args = parser.parse_args(argv)
     targets = _split(args.target, list(TARGETS), "target")
     precisions = _split(args.precision, PRECISIONS, "precision")
+    if args.int8_io and not ("tflite" in targets and "int8" in precisions):
+        raise UserError("--int8-io applies to TFLite int8 artifacts only: add --target tflite --precision int8")
     if "int8" in precisions and not args.calib_data:
         raise UserError("int8 needs --calib-data: a folder of images like those the model will see "
                         "(or 'synthetic' for the embedded data)")
@@ -145,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.img_size % 32:
             raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
         card["img_size"] = args.img_size
-    card = dict(card, open_vocab=args.open_vocab, source_checkpoint=_file_hash(args.checkpoint))
+    card = dict(card, open_vocab=args.open_vocab, int8_io=args.int8_io, source_checkpoint=_file_hash(args.checkpoint))
     size = card["img_size"]
     text = model.text_embeddings.clone()
     graph = OpenVocabSegmenter(model).eval() if args.open_vocab else model.eval()

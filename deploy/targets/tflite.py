@@ -1,5 +1,6 @@
 """TFLite / LiteRT via litert_torch.convert: fp32; fp16 weights (AI Edge Quantizer float casting);
-int8 (w8a8) via PT2E static quantization calibrated on images. Float inputs/outputs by default."""
+int8 (w8a8) via PT2E static quantization calibrated on images. Float inputs/outputs by default (QUANTIZE /
+DEQUANTIZE ops added at the boundary); the card's `int8_io` keeps the int8 boundary tensors as the model's I/O."""
 from __future__ import annotations
 
 import tempfile
@@ -18,7 +19,7 @@ _FP16_RECIPE = [{
 }]
 
 
-def _int8_model(graph: torch.nn.Module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]]):
+def _int8_model(graph: torch.nn.Module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]], fold: bool = False):
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -36,7 +37,7 @@ def _int8_model(graph: torch.nn.Module, example_inputs: tuple, calibration: list
     with torch.no_grad():
         for sample in calibration:
             prepared(*[torch.from_numpy(x) for x in sample])
-    return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+    return convert_pt2e(prepared, fold_quantize=fold), QuantConfig(pt2e_quantizer=quantizer)
 
 
 def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
@@ -46,6 +47,10 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
     if precision == "int8":
         model, quant_config = _int8_model(graph, example_inputs, calibration)
         litert_torch.convert(model, example_inputs, quant_config=quant_config).export(str(path))
+        if not card.get("int8_io"):
+            from deploy.targets.tflite_io import float_io
+
+            float_io(path)
     else:
         litert_torch.convert(graph, example_inputs).export(str(path))
         if precision == "fp16":

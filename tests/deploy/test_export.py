@@ -48,6 +48,35 @@ def test_artifact_runs_and_matches_torch(exported_all, trained_run, target, prec
             assert np.abs(logits - reference).max() < 1e-3
     assert np.mean(agree) >= {"fp32": 0.999, "fp16": 0.99, "int8": 0.95}[precision]
     assert predictor.predict(images[0]).shape == (128, 128)
+    if target == "tflite":  # float I/O at every precision by default (int8 included): apps need no (de)quantizing
+        details = predictor.backend.inputs + [predictor.backend.output]
+        assert all(d["dtype"] == np.float32 for d in details), details
+
+
+@pytest.mark.slow
+def test_tflite_int8_io_flag_keeps_integer_io_with_the_same_results(tiny_run, tmp_path):
+    """--int8-io leaves the int8 boundary tensors as the model's I/O; the default float-I/O artifact is the same
+    integer graph with QUANTIZE/DEQUANTIZE at the edges, so (de)quantizing by hand gives identical logits."""
+    from deploy.targets.tflite import Backend
+
+    checkpoint = str(tiny_run / "best.pt")
+    for extra in ([], ["--int8-io"]):
+        proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "tflite", "--precision", "int8",
+                       "--calib-data", "synthetic", "--calib-size", "4", "--no-verify", "--out", str(tmp_path), *extra)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    floats = Backend(tmp_path / "tflite-int8" / "model.tflite")
+    integers = Backend(tmp_path / "tflite-int8-int8io" / "model.tflite")
+    assert floats.inputs[0]["dtype"] == np.float32 and floats.output["dtype"] == np.float32
+    assert integers.inputs[0]["dtype"] == np.int8 and integers.output["dtype"] == np.int8
+    assert floats.inputs[0]["name"] == integers.inputs[0]["name"]  # the app-facing names are kept
+    assert json.loads((tmp_path / "tflite-int8-int8io" / "card.json").read_text())["int8_io"] is True
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        image = rng.normal(size=(1, 3, 64, 64)).astype(np.float32)
+        np.testing.assert_array_equal(floats(image), integers(image))  # Backend (de)quantizes int8 I/O by hand
+    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "onnx", "--int8-io", "--out",
+                   str(tmp_path / "bad"))
+    _assert_clean_failure(proc, tmp_path / "bad", "--int8-io applies to TFLite int8")
 
 
 @pytest.mark.slow
