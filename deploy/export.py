@@ -5,7 +5,7 @@ python -m deploy.export --checkpoint best.pt --target all --precision int8 --cal
 
 Each artifact goes to OUT/<target>-<precision>[-openvocab]/ with card.json and parity.json;
 the folder appears only when export and verification succeed (it is built aside and renamed).
-Precisions: fp32, fp16 and int8 (w8a8; Core ML: int8 weights) on every target.
+Precisions: fp32, fp16 and int8 (w8a8; Core ML: int8 weights, or W8A8 with --coreml-w8a8) on every target.
 Inputs are NCHW float32 [1, 3, S, S], normalised with the card's mean/std (Core ML: an RGB image,
 normalisation folded in); outputs float32 logits. TFLite int8 keeps float I/O unless --int8-io. For NHWC apps
 (Android), transpose before feeding or wrap with litert_torch.to_channel_last_io.
@@ -62,15 +62,17 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
     if precision not in module.PRECISIONS:
         raise UserError(f"target {target} does not support {precision}; it supports {', '.join(module.PRECISIONS)}")
     int8_io = bool(card.get("int8_io")) and target == "tflite" and precision == "int8"
-    name = f"{target}-{precision}{'-int8io' if int8_io else ''}{'-openvocab' if card['open_vocab'] else ''}"
+    w8a8 = bool(card.get("w8a8")) and target == "coreml" and precision == "int8"
+    variant = "-int8io" if int8_io else "-w8a8" if w8a8 else ""
+    name = f"{target}-{precision}{variant}{'-openvocab' if card['open_vocab'] else ''}"
     final = out_dir / name
-    artifact_card = dict(card, target=target, precision=precision, int8_io=int8_io)
+    artifact_card = dict(card, target=target, precision=precision, int8_io=int8_io, w8a8=w8a8)
     with atomic_path(final) as tmp:
         tmp.mkdir()
         artifact = tmp / f"model{module.SUFFIX}"
         started = time.time()
         try:
-            module.export(graph, example, artifact, precision, calibration, artifact_card)
+            simulation = module.export(graph, example, artifact, precision, calibration, artifact_card)
         except UserError:
             raise
         except Exception as exc:  # converter failures: unsupported op, bad shape, ...
@@ -82,11 +84,16 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
             np.save(tmp / "text_embeddings.npy", example[1].numpy())
         report = {"target": target, "artifact": str(final / artifact.name), "export_seconds": round(time.time() - started, 1),
                   "bytes": _size(artifact)}
-        report.update(_verify(module, target, precision, artifact, graph, card, verify))
+        report.update(_verify(module, target, precision, artifact, graph, artifact_card, verify, simulation))
         write_json(tmp / "parity.json", report)
         if enforce and verify is not None and not report.get("passed", True):
             write_json(out_dir / f"{name}.parity-failed.json", report)
             where = f"report: {out_dir / (name + '.parity-failed.json')}"
+            simulated = report.get("simulated", {})
+            if simulated and not simulated["passed"]:
+                raise CheckFailed(f"{name}: simulated pixel agreement {100 * simulated['pixel_agreement']:.2f}% is "
+                                  f"below {100 * simulated['threshold']:.1f}% ({where}; use more/better --calib-data "
+                                  "or weights-only int8)")
             if "pixel_agreement" not in report:
                 raise CheckFailed(f"{name}: the package's spec does not match the model card ({where})")
             raise CheckFailed(f"{name}: pixel agreement {100 * report['pixel_agreement']:.2f}% is below "
@@ -103,7 +110,7 @@ def _size(path: Path) -> int:
 
 
 def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn.Module, card: dict,
-            samples: list[tuple[np.ndarray, ...]] | None) -> dict:
+            samples: list[tuple[np.ndarray, ...]] | None, simulation=None) -> dict:
     if samples is None:
         return {"verified": False}
     if target == "coreml" and platform.system() != "Darwin":
@@ -111,9 +118,15 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
         expected_out = [1, len(card["classes"]), card["img_size"] // card["output_stride"],
                         card["img_size"] // card["output_stride"]]
         ok = (summary["inputs"].get("image") == [1, 3, card["img_size"], card["img_size"]] and summary["image_input"]
-              and summary["outputs"].get("logits") == expected_out and "edgeseg_card" in summary["metadata"])
-        return {"verified": "spec-only (Core ML prediction needs macOS)", "passed": ok,
-                "spec": {k: v for k, v in summary.items() if k != "metadata"}}
+              and summary["outputs"].get("logits") == expected_out and "edgeseg_card" in summary["metadata"]
+              and (not card.get("w8a8") or {"quantize", "dequantize"} <= set(summary["ops"])))
+        report = {"verified": "spec-only (Core ML prediction needs macOS)", "passed": ok,
+                  "spec": {k: v for k, v in summary.items() if k != "metadata"}}
+        if simulation is not None:  # the quantized torch graph that was converted, against the float model
+            simulated = compare(torch_reference(graph), simulation, samples, len(card["classes"]), precision)
+            report.update(passed=ok and simulated["passed"], simulated=dict(
+                simulated, note="torch simulation of the converted quantized graph (the Core ML runtime needs macOS)"))
+        return report
     backend = module.load(artifact)
     return {"verified": True, "runtime": backend.version,
             **compare(torch_reference(graph), backend, samples, len(card["classes"]), precision)}
@@ -138,12 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--int8-io", action="store_true",
                         help="TFLite int8: int8 input/output tensors (the app quantizes with the model's scales); "
                              "default float32 I/O")
+    parser.add_argument("--coreml-w8a8", action="store_true",
+                        help="Core ML int8: quantize activations too (W8A8, iOS 17+; calibrated in torch on "
+                             "--calib-data); default int8 weights only (iOS 16+)")
     parser.add_argument("--no-verify", action="store_true", help="skip the artifact-vs-torch comparison")
     args = parser.parse_args(argv)
     targets = _split(args.target, list(TARGETS), "target")
     precisions = _split(args.precision, PRECISIONS, "precision")
     if args.int8_io and not ("tflite" in targets and "int8" in precisions):
         raise UserError("--int8-io applies to TFLite int8 artifacts only: add --target tflite --precision int8")
+    if args.coreml_w8a8 and not ("coreml" in targets and "int8" in precisions):
+        raise UserError("--coreml-w8a8 applies to Core ML int8 artifacts only: add --target coreml --precision int8")
     if "int8" in precisions and not args.calib_data:
         raise UserError("int8 needs --calib-data: a folder of images like those the model will see "
                         "(or 'synthetic' for the embedded data)")
@@ -152,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.img_size % 32:
             raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
         card["img_size"] = args.img_size
-    card = dict(card, open_vocab=args.open_vocab, int8_io=args.int8_io, source_checkpoint=_file_hash(args.checkpoint))
+    card = dict(card, open_vocab=args.open_vocab, int8_io=args.int8_io, w8a8=args.coreml_w8a8,
+                source_checkpoint=_file_hash(args.checkpoint))
     size = card["img_size"]
     text = model.text_embeddings.clone()
     graph = OpenVocabSegmenter(model).eval() if args.open_vocab else model.eval()
@@ -171,9 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"exporting {target} {precision} ...", file=sys.stderr, flush=True)
             report = export_one(graph, example, card, target, precision, out_dir, calibration, verify)
             rows.append(report)
-            agreement = report.get("pixel_agreement")
-            check = (f"agreement {100 * agreement:.2f}%  max|dlogit| {report['max_abs_logit_diff']:.3g}"
-                     if agreement is not None else str(report["verified"]) if report["verified"] else "not verified")
+            measured = report if "pixel_agreement" in report else report.get("simulated", {})
+            check = (f"agreement {100 * measured['pixel_agreement']:.2f}%  max|dlogit| "
+                     f"{measured['max_abs_logit_diff']:.3g}" if measured else "")
+            if report["verified"] is not True:
+                check = f"{check}{'  ' if check else ''}{report['verified'] or 'not verified'}"
+                if "simulated" in report:
+                    check += " (agreement: torch simulation)"
             print(f"  {report['artifact']}  {report['bytes'] / 1e6:.2f} MB  {check}", file=sys.stderr)
     print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))
     return 0

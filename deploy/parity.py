@@ -46,9 +46,6 @@ def compare(reference: Callable[..., np.ndarray], candidate: Callable[..., np.nd
 
 def torch_reference(graph: torch.nn.Module) -> Callable[..., np.ndarray]:
     """The export graph in torch (fp32), as a numpy function."""
+    from deploy.quantize import as_numpy
 
-    @torch.no_grad()
-    def run(*inputs: np.ndarray) -> np.ndarray:
-        return graph(*[torch.from_numpy(x) for x in inputs]).numpy()
-
-    return run
+    return as_numpy(graph)

@@ -31,7 +31,7 @@ from edgeseg.train import Run, report, train
 class DistillRun(Run):
     """A training run whose loss adds feature and score-map distillation from a frozen teacher."""
 
-    def extra_param_groups(self) -> list[dict]:
+    def setup(self) -> None:
         args = self.args
         self.teacher = build_teacher(args.teacher, self.classes, args.teacher_config).to(self.device)
         self.projector = nn.Conv2d(int(self.card["head_config"].get("dim", args.width)), self.teacher.dim, 1)
@@ -44,7 +44,9 @@ class DistillRun(Run):
         print(f"distill: teacher {self.teacher.id} (dim {self.teacher.dim}), weights seg {args.seg_weight} / "
               f"feature {args.feature_weight} / kl {args.kl_weight} (tau {args.tau})"
               f"{', cached' if self.cache else ''}", file=sys.stderr)
-        return [{"params": list(self.projector.parameters()), "lr_mult": 1.0, "weight_decay": args.weight_decay}]
+
+    def extra_param_groups(self) -> list[dict]:
+        return [{"params": list(self.projector.parameters()), "lr_mult": 1.0, "weight_decay": self.args.weight_decay}]
 
     def extra_state(self) -> dict[str, Any]:
         return {"distill": {"projector": {k: v.detach().cpu() for k, v in self.projector.state_dict().items()},

@@ -131,6 +131,7 @@ class Run:
         mult = args.backbone_lr_mult
         if mult is None:
             mult = 0.1 if pretrained_note.startswith("ImageNet") else 1.0
+        self.setup()
         groups = param_groups(self.model, args.lr, mult, args.weight_decay) + self.extra_param_groups()
         if self.prompt_learner is not None:  # the context tokens learn at the head's lr, no decay (CoOp)
             groups.append({"params": [self.prompt_learner.ctx], "lr_mult": 1.0, "weight_decay": 0.0})
@@ -147,6 +148,9 @@ class Run:
             self.load_extra_state(resume_payload)
 
     # Hooks for training variants (distill.train): extra modules, losses, data and checkpoint state.
+    def setup(self) -> None:
+        """Build extra modules (the model is on its device; the optimizer is not made yet)."""
+
     def extra_param_groups(self) -> list[dict]:
         return []
 

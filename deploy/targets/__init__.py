@@ -2,9 +2,11 @@
 
   PRECISIONS: tuple of supported precisions
   SUFFIX: artifact file/folder suffix
-  export(graph, example_inputs, path, precision, calibration, card) -> None   (writes `path`)
+  export(graph, example_inputs, path, precision, calibration, card) -> simulation | None   (writes `path`)
   load(path) -> Backend                                                     (a callable runtime)
-where `calibration` is a list of model-input arrays [1, 3, S, S] (needed for int8).
+where `calibration` is a list of model-input tuples ([1, 3, S, S] image first; needed for int8) and
+`simulation`, when given, computes in torch what the artifact computes: parity uses it where the
+artifact's runtime cannot run here (Core ML on Linux).
 """
 from __future__ import annotations
 

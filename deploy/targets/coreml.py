@@ -1,5 +1,8 @@
-"""Core ML .mlpackage via coremltools (mlprogram, iOS 16+): fp32/fp16 compute precision, int8 weights
-via coremltools.optimize. Prediction runs on macOS only; on Linux the spec is validated instead.
+"""Core ML .mlpackage via coremltools from torch.export (mlprogram, iOS 16+): fp32/fp16 compute precision, int8 weights
+via coremltools.optimize; with the card's `w8a8`, int8 weights and activations (iOS 17+): the graph is
+quantized with PT2E and calibrated in torch (Core ML's own activation calibration runs the model, which needs
+macOS), then converted with its quantize/dequantize ops. Prediction runs on macOS only; on Linux the spec is
+validated instead, and a W8A8 export also returns the torch simulation of the converted graph for parity.
 
 The `image` input is a Core ML ImageType (RGB, 0-255: a CVPixelBuffer / CGImage straight from the camera);
 the card's per-channel mean/std are folded into the graph, because ImageType's own `scale` is one scalar."""
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,20 +33,38 @@ class ImageInput(torch.nn.Module):
         return self.segmenter((image - self.mean) * self.inv_std, *rest)
 
 
+def _w8a8(wrapped: ImageInput, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]], card: dict):
+    """PT2E int8 of the image-input graph calibrated on RGB [0, 1] images; returns (quantized module to convert,
+    numpy simulation taking normalised inputs like every other backend)."""
+    from deploy.quantize import as_numpy, pt2e_int8
+
+    mean, std = (np.asarray(card[k], dtype=np.float32).reshape(1, 3, 1, 1) for k in ("mean", "std"))
+    rgb = [((x * std + mean).astype(np.float32), *rest) for x, *rest in calibration]
+    quantized, _ = pt2e_int8(wrapped, example_inputs, rgb, fold_weights=True)
+    run = as_numpy(quantized)
+
+    def simulation(image: np.ndarray, *rest: np.ndarray) -> np.ndarray:
+        return run((image * std + mean).astype(np.float32), *rest)
+
+    return quantized, simulation
+
+
 def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
-           calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
+           calibration: list[tuple[np.ndarray, ...]], card: dict) -> Callable[..., np.ndarray] | None:
     import coremltools as ct
 
     wrapped = ImageInput(graph.eval(), card["mean"], card["std"]).eval()
-    traced = torch.jit.trace(wrapped, example_inputs)
+    w8a8 = precision == "int8" and bool(card.get("w8a8"))
+    module, simulation = _w8a8(wrapped, example_inputs, calibration, card) if w8a8 else (wrapped, None)
+    source = torch.export.export(module, example_inputs).run_decompositions({})
     inputs = [ct.ImageType(name="image", shape=tuple(example_inputs[0].shape), scale=1.0 / 255.0,
                            bias=[0.0, 0.0, 0.0], color_layout=ct.colorlayout.RGB)]
     if len(example_inputs) > 1:
         inputs.append(ct.TensorType(name="text_embeddings", shape=tuple(example_inputs[1].shape), dtype=np.float32))
-    model = ct.convert(traced, inputs=inputs, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
-                       minimum_deployment_target=ct.target.iOS16,
+    model = ct.convert(source, inputs=inputs, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
+                       minimum_deployment_target=ct.target.iOS17 if w8a8 else ct.target.iOS16,
                        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
-    if precision == "int8":
+    if precision == "int8" and not w8a8:
         from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
 
         config = OptimizationConfig(global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
@@ -50,7 +72,13 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
     model.user_defined_metadata["edgeseg_card"] = json.dumps(card)
     model.user_defined_metadata["classes"] = ",".join(card["classes"])
     model.short_description = f"edgeseg {card['backbone']}/{card['head']} ({len(card['classes'])} classes)"
+    model.input_description["image"] = f"RGB image {card['img_size']}x{card['img_size']} (normalisation is inside)"
+    if len(example_inputs) > 1:
+        model.input_description["text_embeddings"] = "class text embeddings [K, D] (python -m edgeseg.text)"
+    model.output_description["logits"] = (f"class scores [1, K, S/{card['output_stride']}, S/{card['output_stride']}]; "
+                                          "argmax over K after upsampling gives the mask")
     model.save(str(path))
+    return simulation
 
 
 def spec_summary(path: Path) -> dict:

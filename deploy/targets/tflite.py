@@ -19,34 +19,18 @@ _FP16_RECIPE = [{
 }]
 
 
-def _int8_model(graph: torch.nn.Module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]], fold: bool = False):
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    from edgeseg.models.fusion import BidirectionalFusion
-    from edgeseg.models.layers import Attention, CosineScore
-
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    # Attention, LayerNorm and the cosine score stay float (quantized, the normalisation's mul/add wrecked the
-    # score maps: 29% agreement measured); convs and the rest of the decoder are int8.
-    for module_type in (BidirectionalFusion, Attention, CosineScore, torch.nn.LayerNorm):
-        quantizer.set_module_type(module_type, None)
-    exported = torch.export.export(graph, example_inputs).module()
-    prepared = prepare_pt2e(exported, quantizer)
-    with torch.no_grad():
-        for sample in calibration:
-            prepared(*[torch.from_numpy(x) for x in sample])
-    return convert_pt2e(prepared, fold_quantize=fold), QuantConfig(pt2e_quantizer=quantizer)
-
-
 def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
            calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
     import litert_torch
 
     if precision == "int8":
-        model, quant_config = _int8_model(graph, example_inputs, calibration)
-        litert_torch.convert(model, example_inputs, quant_config=quant_config).export(str(path))
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        from deploy.quantize import pt2e_int8
+
+        model, pt2e_quantizer = pt2e_int8(graph, example_inputs, calibration)
+        litert_torch.convert(model, example_inputs, quant_config=QuantConfig(pt2e_quantizer=pt2e_quantizer)).export(
+            str(path))
         if not card.get("int8_io"):
             from deploy.targets.tflite_io import float_io
 

@@ -77,6 +77,9 @@ def test_tflite_int8_io_flag_keeps_integer_io_with_the_same_results(tiny_run, tm
     proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "onnx", "--int8-io", "--out",
                    str(tmp_path / "bad"))
     _assert_clean_failure(proc, tmp_path / "bad", "--int8-io applies to TFLite int8")
+    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "tflite", "--precision", "int8",
+                   "--calib-data", "synthetic", "--coreml-w8a8", "--out", str(tmp_path / "bad"))
+    _assert_clean_failure(proc, tmp_path / "bad", "--coreml-w8a8 applies to Core ML int8")
 
 
 @pytest.mark.slow
@@ -105,11 +108,39 @@ def test_coreml_image_input_folds_the_normalisation():
         assert torch.allclose(ImageInput(model, mean, std)(rgb), model(normalised), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def exported_w8a8(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export_w8a8")
+    proc = run_cli("deploy.export", "--checkpoint", str(trained_run / "best.pt"), "--target", "coreml",
+                   "--precision", "int8", "--coreml-w8a8", "--calib-data", "synthetic", "--calib-size", "16",
+                   "--out", str(out), timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "coreml-int8-w8a8"
+
+
+@pytest.mark.slow
+def test_coreml_w8a8_quantizes_activations_and_its_simulation_meets_int8_parity(exported_w8a8, exported_all):
+    from deploy.targets.coreml import spec_summary
+
+    summary = spec_summary(exported_w8a8 / "model.mlpackage")
+    weights_only = spec_summary(exported_all / "coreml-int8" / "model.mlpackage")
+    assert {"quantize", "dequantize", "constexpr_affine_dequantize"} <= set(summary["ops"])  # int8 activations
+    assert "quantize" not in weights_only["ops"] and "constexpr_affine_dequantize" in weights_only["ops"]
+    assert summary["spec_version"] >= 8 > weights_only["spec_version"]  # iOS 17 vs iOS 16
+    assert summary["inputs"] == {"image": [1, 3, 128, 128]} and summary["image_input"]
+    assert json.loads(summary["metadata"]["edgeseg_card"])["w8a8"] is True
+    parity = json.loads((exported_w8a8 / "parity.json").read_text())
+    assert parity["passed"] is True and parity["simulated"]["images"] == 16
+    assert parity["simulated"]["pixel_agreement"] >= 0.97
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(platform.system() != "Darwin", reason="Core ML prediction needs macOS")
-def test_coreml_predicts_on_macos(exported_all):
+def test_coreml_predicts_on_macos(exported_all, exported_w8a8, trained_run):
     predictor = load(exported_all / "coreml-fp16")
     assert predictor.predict(SyntheticScenes("val", 128).load(0)[0]).shape == (128, 128)
+    parity = json.loads((exported_w8a8 / "parity.json").read_text())
+    assert parity["verified"] is True and parity["pixel_agreement"] >= 0.97
 
 
 @pytest.mark.slow
