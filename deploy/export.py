@@ -3,12 +3,12 @@
 python -m deploy.export --checkpoint runs/demo/best.pt --target coreml [--precision fp16]
 python -m deploy.export --checkpoint best.pt --target all --precision int8 --calib-data synthetic
 
-Each artifact goes to OUT/<target>-<precision>[-openvocab]/ with card.json and parity.json;
+Each artifact goes to OUT/<target>-<precision>[-nhwc][-int8io|-w8a8][-openvocab]/ with card.json and parity.json;
 the folder appears only when export and verification succeed (it is built aside and renamed).
 Precisions: fp32, fp16 and int8 (w8a8; Core ML: int8 weights, or W8A8 with --coreml-w8a8) on every target.
 Inputs are NCHW float32 [1, 3, S, S], normalised with the card's mean/std (Core ML: an RGB image,
-normalisation folded in); outputs float32 logits. TFLite int8 keeps float I/O unless --int8-io. For NHWC apps
-(Android), transpose before feeding or wrap with litert_torch.to_channel_last_io.
+normalisation folded in); outputs float32 logits. TFLite int8 keeps float I/O unless --int8-io;
+--nhwc makes TFLite input [1, S, S, 3] and logits [1, h, w, K] (Android).
 """
 from __future__ import annotations
 
@@ -63,10 +63,12 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
         raise UserError(f"target {target} does not support {precision}; it supports {', '.join(module.PRECISIONS)}")
     int8_io = bool(card.get("int8_io")) and target == "tflite" and precision == "int8"
     w8a8 = bool(card.get("w8a8")) and target == "coreml" and precision == "int8"
-    variant = "-int8io" if int8_io else "-w8a8" if w8a8 else ""
-    name = f"{target}-{precision}{variant}{'-openvocab' if card['open_vocab'] else ''}"
+    layout = "nhwc" if card.get("layout") == "nhwc" and target == "tflite" else "nchw"
+    variant = "".join(tag for tag, on in (("-nhwc", layout == "nhwc"), ("-int8io", int8_io), ("-w8a8", w8a8),
+                                          ("-openvocab", card["open_vocab"])) if on)
+    name = f"{target}-{precision}{variant}"
     final = out_dir / name
-    artifact_card = dict(card, target=target, precision=precision, int8_io=int8_io, w8a8=w8a8)
+    artifact_card = dict(card, target=target, precision=precision, int8_io=int8_io, w8a8=w8a8, layout=layout)
     with atomic_path(final) as tmp:
         tmp.mkdir()
         artifact = tmp / f"model{module.SUFFIX}"
@@ -151,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--int8-io", action="store_true",
                         help="TFLite int8: int8 input/output tensors (the app quantizes with the model's scales); "
                              "default float32 I/O")
+    parser.add_argument("--nhwc", action="store_true",
+                        help="TFLite: channels-last image input [1, S, S, 3] and logits [1, h, w, K] (Android)")
     parser.add_argument("--coreml-w8a8", action="store_true",
                         help="Core ML int8: quantize activations too (W8A8, iOS 17+; calibrated in torch on "
                              "--calib-data); default int8 weights only (iOS 16+)")
@@ -160,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     precisions = _split(args.precision, PRECISIONS, "precision")
     if args.int8_io and not ("tflite" in targets and "int8" in precisions):
         raise UserError("--int8-io applies to TFLite int8 artifacts only: add --target tflite --precision int8")
+    if args.nhwc and "tflite" not in targets:
+        raise UserError("--nhwc applies to TFLite artifacts only: add --target tflite")
     if args.coreml_w8a8 and not ("coreml" in targets and "int8" in precisions):
         raise UserError("--coreml-w8a8 applies to Core ML int8 artifacts only: add --target coreml --precision int8")
     if "int8" in precisions and not args.calib_data:
@@ -171,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
         card["img_size"] = args.img_size
     card = dict(card, open_vocab=args.open_vocab, int8_io=args.int8_io, w8a8=args.coreml_w8a8,
-                source_checkpoint=_file_hash(args.checkpoint))
+                layout="nhwc" if args.nhwc else "nchw", source_checkpoint=_file_hash(args.checkpoint))
     size = card["img_size"]
     text = model.text_embeddings.clone()
     graph = OpenVocabSegmenter(model).eval() if args.open_vocab else model.eval()

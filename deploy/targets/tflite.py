@@ -1,6 +1,7 @@
 """TFLite / LiteRT via litert_torch.convert: fp32; fp16 weights (AI Edge Quantizer float casting);
 int8 (w8a8) via PT2E static quantization calibrated on images. Float inputs/outputs by default (QUANTIZE /
-DEQUANTIZE ops added at the boundary); the card's `int8_io` keeps the int8 boundary tensors as the model's I/O."""
+DEQUANTIZE ops added at the boundary); the card's `int8_io` keeps the int8 boundary tensors as the model's I/O.
+The card's `layout: nhwc` gives channels-last image input and logits (the Android / LiteRT convention)."""
 from __future__ import annotations
 
 import tempfile
@@ -19,10 +20,22 @@ _FP16_RECIPE = [{
 }]
 
 
+def _channels_last(graph: torch.nn.Module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]]):
+    """The graph with an NHWC image input [1, S, S, 3] and NHWC logits [1, h, w, K] (litert's own wrapper: the
+    layout transposes cancel the ones the NCHW graph would start and end with)."""
+    import litert_torch
+
+    wrapped = litert_torch.to_channel_last_io(graph, args=[0], outputs=[0])
+    example = (example_inputs[0].permute(0, 2, 3, 1).contiguous(), *example_inputs[1:])
+    return wrapped, example, [(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), *rest) for x, *rest in calibration]
+
+
 def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
            calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
     import litert_torch
 
+    if card.get("layout") == "nhwc":
+        graph, example_inputs, calibration = _channels_last(graph, example_inputs, calibration)
     if precision == "int8":
         from litert_torch.quantize.quant_config import QuantConfig
 
@@ -59,7 +72,8 @@ def _interpreter_class():
 
 
 class Backend:
-    """LiteRT interpreter (XNNPACK) with a fixed thread count."""
+    """LiteRT interpreter (XNNPACK) with a fixed thread count. Takes and returns NCHW like every backend:
+    an NHWC artifact (image input [1, S, S, 3]) gets its input and output transposed here."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         interpreter_class, name = _interpreter_class()
@@ -68,15 +82,20 @@ class Backend:
         self.inputs = self.interpreter.get_input_details()
         self.output = self.interpreter.get_output_details()[0]
         self.card = None
+        shape = list(self.inputs[0]["shape"])
+        self.nhwc = len(shape) == 4 and shape[3] == 3 and shape[1] != 3
         import importlib.metadata as md
 
         self.version = f"{name} {md.version(name)}"
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
+        if self.nhwc:
+            inputs = (np.ascontiguousarray(inputs[0].transpose(0, 2, 3, 1)), *inputs[1:])
         for detail, value in zip(self.inputs, inputs):
             self.interpreter.set_tensor(detail["index"], _quantize(value, detail))
         self.interpreter.invoke()
-        return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+        logits = _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+        return np.ascontiguousarray(logits.transpose(0, 3, 1, 2)) if self.nhwc else logits
 
 
 def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:

@@ -54,6 +54,30 @@ def test_artifact_runs_and_matches_torch(exported_all, trained_run, target, prec
 
 
 @pytest.mark.slow
+def test_tflite_nhwc_layout_for_android(exported_all, trained_run, tmp_path):
+    """--nhwc: image input [1, S, S, 3] and logits [1, h, w, K]; same results as the NCHW artifact, parity checked."""
+    proc = run_cli("deploy.export", "--checkpoint", str(trained_run / "best.pt"), "--target", "tflite", "--precision",
+                   "fp32,int8", "--nhwc", "--calib-data", "synthetic", "--calib-size", "16", "--out", str(tmp_path),
+                   timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nchw = load(exported_all / "tflite-fp32")
+    images = [SyntheticScenes("val", 128).load(i)[0] for i in range(3)]
+    for precision in ("fp32", "int8"):
+        folder = tmp_path / f"tflite-{precision}-nhwc"
+        parity = json.loads((folder / "parity.json").read_text())
+        assert parity["passed"] is True and json.loads((folder / "card.json").read_text())["layout"] == "nhwc"
+        predictor = load(folder)
+        backend = predictor.backend
+        assert list(backend.inputs[0]["shape"]) == [1, 128, 128, 3] and list(backend.output["shape"]) == [1, 32, 32, 12]
+        assert backend.inputs[0]["dtype"] == np.float32
+        for image in images:
+            if precision == "fp32":
+                assert np.abs(predictor.predict_logits(image) - nchw.predict_logits(image)).max() < 1e-4
+            else:
+                assert (predictor.predict(image) == nchw.predict(image)).mean() > 0.95
+
+
+@pytest.mark.slow
 def test_tflite_int8_io_flag_keeps_integer_io_with_the_same_results(tiny_run, tmp_path):
     """--int8-io leaves the int8 boundary tensors as the model's I/O; the default float-I/O artifact is the same
     integer graph with QUANTIZE/DEQUANTIZE at the edges, so (de)quantizing by hand gives identical logits."""
@@ -80,6 +104,9 @@ def test_tflite_int8_io_flag_keeps_integer_io_with_the_same_results(tiny_run, tm
     proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "tflite", "--precision", "int8",
                    "--calib-data", "synthetic", "--coreml-w8a8", "--out", str(tmp_path / "bad"))
     _assert_clean_failure(proc, tmp_path / "bad", "--coreml-w8a8 applies to Core ML int8")
+    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "onnx", "--nhwc", "--out",
+                   str(tmp_path / "bad"))
+    _assert_clean_failure(proc, tmp_path / "bad", "--nhwc applies to TFLite")
 
 
 @pytest.mark.slow
