@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -102,3 +103,19 @@ def build_prompt_learner(encoder_id: str, classes: Sequence[str], n_ctx: int) ->
             raise UserError(f"--context-tokens: {encoder_id} has no plain CLIP text tower (token_embedding)")
         return ClipContextPrompts(encoder._model, encoder._tokenizer, classes, n_ctx)
     raise UserError(f"--context-tokens is not supported for text encoder '{encoder_id}'")
+
+
+def embeddings_from_checkpoint(path: str, classes: Sequence[str]) -> tuple[np.ndarray, str]:
+    """Class embeddings [K, D] for `classes` through the learned context of a checkpoint trained with
+    --context-tokens (what its baked-in buffer holds for its own classes); returns (embeddings, encoder id)."""
+    from edgeseg.card import check_card
+    from edgeseg.io import load_checkpoint
+
+    payload = load_checkpoint(path)
+    card = check_card(payload["card"], path)
+    if not card.get("context_tokens") or "context" not in payload:
+        raise UserError(f"{path} was not trained with --context-tokens; encode with --text-encoder instead")
+    learner = build_prompt_learner(card["text_encoder"], classes, int(card["context_tokens"])).eval()
+    with torch.no_grad():
+        learner.ctx.copy_(payload["context"]["ctx"])
+        return learner().float().numpy(), card["text_encoder"]

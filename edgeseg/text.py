@@ -200,16 +200,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Encode class names into a [K, D] .npy for open-vocabulary artifacts (deploy.export --open-vocab)."))
     parser.add_argument("--classes", required=True, help="text file, one class name per line")
     parser.add_argument("--out", required=True, help="output .npy path")
-    parser.add_argument("--text-encoder", default=DEFAULT_ENCODER, help="minilm (default) or openclip:NAME/PRETRAINED; must match the model's")
+    parser.add_argument("--text-encoder", default=None,
+                        help="minilm (default) or openclip:NAME/PRETRAINED; must match the model's")
+    parser.add_argument("--context-from", default=None, metavar="CHECKPOINT",
+                        help="a checkpoint trained with --context-tokens: encode through its learned context "
+                             "(and its text encoder) instead of the template ensemble")
     args = parser.parse_args(argv)
     names = read_class_names(args.classes)
-    emb = get_text_embeddings(names, args.text_encoder)
+    if args.context_from:
+        from edgeseg.prompt_learner import embeddings_from_checkpoint
+
+        emb, encoder = embeddings_from_checkpoint(args.context_from, names)
+        if args.text_encoder and args.text_encoder != encoder:
+            raise UserError(f"--text-encoder {args.text_encoder} differs from the checkpoint's {encoder}; drop it")
+        source = f"{encoder}, learned context of {args.context_from}"
+    else:
+        encoder = args.text_encoder or DEFAULT_ENCODER
+        emb, source = get_text_embeddings(names, encoder), encoder
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, emb)
 
     atomic_write(args.out, write)
-    print(f"wrote {args.out}: {emb.shape[0]} classes x {emb.shape[1]} dims ({args.text_encoder})")
+    print(f"wrote {args.out}: {emb.shape[0]} classes x {emb.shape[1]} dims ({source})")
     return 0
 
 

@@ -189,3 +189,19 @@ def test_preset_trains_and_exports_to_onnx(preset, tmp_path, capsys):
     graph = onnx.load(str(tmp_path / "export" / "onnx-fp32" / "model.onnx")).graph
     assert [i.name for i in graph.input] == ["image"]
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 64]
+    if card.get("context_tokens"):  # new vocabularies go through the learned context, not the templates
+        from edgeseg.card import load_model
+        from edgeseg.text import main as text_main
+
+        model, _ = load_model(str(run / "last.pt"))
+        (tmp_path / "same.txt").write_text("\n".join(card["classes"]) + "\n")
+        (tmp_path / "new.txt").write_text("\n".join(["giraffe", *card["classes"][:2]]) + "\n")
+        for name in ("same", "new"):
+            assert text_main(["--classes", str(tmp_path / f"{name}.txt"), "--context-from", str(run / "last.pt"),
+                              "--out", str(tmp_path / f"{name}.npy")]) == 0
+        baked = model.text_embeddings.numpy()
+        np.testing.assert_allclose(np.load(tmp_path / "same.npy"), baked, atol=1e-5)
+        new = np.load(tmp_path / "new.npy")
+        assert new.shape == (3, baked.shape[1])
+        np.testing.assert_allclose(new[1:], baked[:2], atol=1e-5)
+        assert np.abs(new[0] - baked[0]).max() > 1e-2
