@@ -115,12 +115,23 @@ def test_disk_full_during_save_leaves_previous_file(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.train", "--backbone", "mobilenetv3-small", "--iters", "400",
-                             "--img-size", "64", "--batch-size", "2", "--pretrained", "none", "--out", str(tmp_path)],
+    # Far more iterations than can finish, and the signal only once the loop runs (the "batch ..." start line is
+    # printed just before it): a fixed sleep raced with fast machines (400 iterations once finished within 15 s).
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.train", "--backbone", "mobilenetv3-small", "--iters",
+                             "100000", "--val-interval", "100000", "--img-size", "64", "--batch-size", "2",
+                             "--pretrained", "none", "--out", str(tmp_path)],
                             env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT)
-    time.sleep(15)
+    seen = []
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        line = proc.stderr.readline().decode()
+        seen.append(line)
+        if not line or line.startswith("batch "):
+            break
+    assert seen[-1].startswith("batch "), "".join(seen)
+    time.sleep(3)  # a few iterations in
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    err = err.decode()
+    _, rest = proc.communicate(timeout=120)
+    err = "".join(seen) + rest.decode()
     assert proc.returncode == 130 and "Traceback" not in err
     assert "continue with --resume" in err and (tmp_path / "last.pt").is_file()
