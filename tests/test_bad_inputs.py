@@ -115,12 +115,14 @@ def test_disk_full_during_save_leaves_previous_file(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
-    # Far more iterations than can finish, and the signal only once the loop runs (the "batch ..." start line is
-    # printed just before it): a fixed sleep raced with fast machines (400 iterations once finished within 15 s).
+    # The signal goes only once the loop runs (the "batch ..." start line is printed just before it), with far more
+    # iterations than can finish. SIGINT is reset to its default in the child: a test run started in the background
+    # (`cmd &`) inherits SIGINT as ignored, and Python then installs no KeyboardInterrupt handler (as `nohup` wants).
     proc = subprocess.Popen([sys.executable, "-m", "edgeseg.train", "--backbone", "mobilenetv3-small", "--iters",
                              "100000", "--val-interval", "100000", "--img-size", "64", "--batch-size", "2",
                              "--pretrained", "none", "--out", str(tmp_path)],
-                            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT)
+                            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     deadline = time.time() + 300
     while time.time() < deadline:
