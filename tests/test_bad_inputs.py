@@ -123,17 +123,22 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
                              "--pretrained", "none", "--out", str(tmp_path)],
                             env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    seen = []
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        line = proc.stderr.readline().decode()
-        seen.append(line)
-        if not line or line.startswith("batch "):
-            break
-    assert seen[-1].startswith("batch "), "".join(seen)
-    time.sleep(3)  # a few iterations in
-    proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=120)
+    try:
+        seen = []
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            line = proc.stderr.readline().decode()
+            seen.append(line)
+            if not line or line.startswith("batch "):
+                break
+        assert seen[-1].startswith("batch "), "".join(seen)
+        time.sleep(3)  # a few iterations in
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:  # never leave a 100000-iteration run behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     err = "".join(seen) + rest.decode()
     assert proc.returncode == 130 and "Traceback" not in err
     assert "continue with --resume" in err and (tmp_path / "last.pt").is_file()
