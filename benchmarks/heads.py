@@ -8,7 +8,6 @@ writes OUT/heads.md and OUT/heads.json: best and final val mIoU, params (all / h
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -48,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"({rows[0]['val_images']} images).")
     write_text(Path(args.out) / "heads.md", "\n".join(lines) + "\n")
     write_json(Path(args.out) / "heads.json", rows)
-    print("\n".join(lines), file=sys.stdout)
+    print("\n".join(lines))
     return 0
 
 

@@ -105,9 +105,11 @@ def build_prompt_learner(encoder_id: str, classes: Sequence[str], n_ctx: int) ->
     raise UserError(f"--context-tokens is not supported for text encoder '{encoder_id}'")
 
 
-def embeddings_from_checkpoint(path: str, classes: Sequence[str]) -> tuple[np.ndarray, str]:
+def embeddings_from_checkpoint(path: str, classes: Sequence[str],
+                               text_encoder: str | None = None) -> tuple[np.ndarray, str]:
     """Class embeddings [K, D] for `classes` through the learned context of a checkpoint trained with
-    --context-tokens (what its baked-in buffer holds for its own classes); returns (embeddings, encoder id)."""
+    --context-tokens (what its baked-in buffer holds for its own classes); returns (embeddings, encoder id).
+    A `text_encoder` other than the checkpoint's is refused before any tower is loaded."""
     from edgeseg.card import check_card
     from edgeseg.io import load_checkpoint
 
@@ -115,6 +117,8 @@ def embeddings_from_checkpoint(path: str, classes: Sequence[str]) -> tuple[np.nd
     card = check_card(payload["card"], path)
     if not card.get("context_tokens") or "context" not in payload:
         raise UserError(f"{path} was not trained with --context-tokens; encode with --text-encoder instead")
+    if text_encoder and text_encoder != card["text_encoder"]:
+        raise UserError(f"--text-encoder {text_encoder} differs from the checkpoint's {card['text_encoder']}; drop it")
     learner = build_prompt_learner(card["text_encoder"], classes, int(card["context_tokens"])).eval()
     with torch.no_grad():
         learner.ctx.copy_(payload["context"]["ctx"])

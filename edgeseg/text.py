@@ -210,9 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.context_from:
         from edgeseg.prompt_learner import embeddings_from_checkpoint
 
-        emb, encoder = embeddings_from_checkpoint(args.context_from, names)
-        if args.text_encoder and args.text_encoder != encoder:
-            raise UserError(f"--text-encoder {args.text_encoder} differs from the checkpoint's {encoder}; drop it")
+        emb, encoder = embeddings_from_checkpoint(args.context_from, names, args.text_encoder)
         source = f"{encoder}, learned context of {args.context_from}"
     else:
         encoder = args.text_encoder or DEFAULT_ENCODER

@@ -33,18 +33,23 @@ class ImageInput(torch.nn.Module):
         return self.segmenter((image - self.mean) * self.inv_std, *rest)
 
 
+def to_rgb(image: np.ndarray, card: dict) -> np.ndarray:
+    """Normalised model input [1, 3, S, S] -> the RGB [0, 1] the ImageType input gives the graph (x * std + mean)."""
+    mean, std = (np.asarray(card[k], dtype=np.float32).reshape(1, 3, 1, 1) for k in ("mean", "std"))
+    return (image * std + mean).astype(np.float32)
+
+
 def _w8a8(wrapped: ImageInput, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]], card: dict):
     """PT2E int8 of the image-input graph calibrated on RGB [0, 1] images; returns (quantized module to convert,
     numpy simulation taking normalised inputs like every other backend)."""
     from deploy.quantize import as_numpy, pt2e_int8
 
-    mean, std = (np.asarray(card[k], dtype=np.float32).reshape(1, 3, 1, 1) for k in ("mean", "std"))
-    rgb = [((x * std + mean).astype(np.float32), *rest) for x, *rest in calibration]
+    rgb = [(to_rgb(x, card), *rest) for x, *rest in calibration]
     quantized, _ = pt2e_int8(wrapped, example_inputs, rgb, fold_weights=True)
     run = as_numpy(quantized)
 
     def simulation(image: np.ndarray, *rest: np.ndarray) -> np.ndarray:
-        return run((image * std + mean).astype(np.float32), *rest)
+        return run(to_rgb(image, card), *rest)
 
     return quantized, simulation
 
@@ -126,8 +131,7 @@ class Backend:
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
         from PIL import Image
 
-        mean, std = (np.asarray(self.card[k], dtype=np.float32).reshape(3, 1, 1) for k in ("mean", "std"))
-        rgb = np.clip(np.round((inputs[0][0] * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        rgb = np.clip(np.round(to_rgb(inputs[0], self.card)[0] * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
         feed = {self.names[0]: Image.fromarray(rgb), **dict(zip(self.names[1:], inputs[1:]))}
         return np.asarray(self.model.predict(feed)["logits"], dtype=np.float32)
 
