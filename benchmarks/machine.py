@@ -15,13 +15,29 @@ def cpu_info() -> dict:
                  re.match("()", "")).group(1).split())
     mhz = [float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", text)]
     wanted = {"avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni",
-              "avx_vnni": "avx_vnni", "amx_int8": "amx_int8", "neon": "asimd"}
+              "avx_vnni": "avx_vnni", "avx512_bf16": "avx512_bf16", "amx_bf16": "amx_bf16", "amx_int8": "amx_int8",
+              "neon": "asimd"}
     return {
         "cpu": model.group(1).strip() if model else platform.processor() or platform.machine(),
         "cores": os.cpu_count() or 1,
         "isa": {name: flag in flags for name, flag in wanted.items()},
         "mhz": max(mhz) if mhz else None,
     }
+
+
+def describe_machine(info: dict | None = None) -> str:
+    """One line naming the CPU, its inference ISA flags and cores (and the GPU, if torch sees one)."""
+    info = info or cpu_info()
+    flags = ", ".join(name.upper().replace("_", "-") for name, on in info["isa"].items() if on) or "no SIMD flags read"
+    gpu = ""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f", GPU {torch.cuda.get_device_name()}"
+    except ImportError:
+        pass
+    return f"{info['cpu']}, {info['cores']} logical cores ({flags}){gpu}"
 
 
 def peak_gflops(info: dict) -> tuple[float | None, str]:

@@ -13,7 +13,6 @@ normalisation folded in); outputs float32 logits. TFLite int8 keeps float I/O un
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -29,7 +28,7 @@ from deploy.parity import compare, torch_reference
 from deploy.targets import TARGETS, get_target
 from edgeseg.card import load_model
 from edgeseg.errors import CheckFailed, UserError, cli_main
-from edgeseg.io import atomic_path, write_json
+from edgeseg.io import atomic_path, file_hash, write_json
 from edgeseg.models import OpenVocabSegmenter
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -41,14 +40,6 @@ def _split(value: str, valid: Sequence[str], what: str) -> list[str]:
         if item not in valid:
             raise UserError(f"unknown {what} '{item}'; valid: {', '.join(valid)}, all")
     return items
-
-
-def _file_hash(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
 
 
 def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, precision: str, out_dir: Path,
@@ -177,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
         card["img_size"] = args.img_size
     card = dict(card, open_vocab=args.open_vocab, int8_io=args.int8_io, w8a8=args.coreml_w8a8,
-                layout="nhwc" if args.nhwc else "nchw", source_checkpoint=_file_hash(args.checkpoint))
+                layout="nhwc" if args.nhwc else "nchw", source_checkpoint=file_hash(args.checkpoint))
     size = card["img_size"]
     text = model.text_embeddings.clone()
     graph = OpenVocabSegmenter(model).eval() if args.open_vocab else model.eval()

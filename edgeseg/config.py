@@ -55,10 +55,16 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     g.add_argument("--presence-gate", action=argparse.BooleanOptionalAction, default=False,
                    help="MVP-SEG global prompt refining: gate out classes absent from the image (--views > 1)")
     g.add_argument("--presence-weight", type=float, default=0.1, help="classification loss of the presence gate")
+    g.add_argument("--class-agnostic", action=argparse.BooleanOptionalAction, default=None,
+                   help="K-independent head/matcher layers (any vocabulary size at test time; default: on with --unseen)")
     g.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=False,
                    help="SPM: frozen backbone (weights and BN statistics)")
     g.add_argument("--prompt-matcher", action=argparse.BooleanOptionalAction, default=False,
                    help="SPM: semantic-aware prompt matchers between backbone stages")
+    z = p.add_argument_group("zero-shot protocol (generalized, inductive; see README 'Open vocabulary, measured')")
+    z.add_argument("--unseen", default=None, metavar="NAMES|FILE",
+                   help="hold these classes out of training (comma list or split file, one name per line): "
+                        "their pixels are ignored and their names never embedded; evaluation scores all names")
     p.add_argument("--val-interval", type=int, default=None, help="validate every N iters (default: iters/5)")
     p.add_argument("--val-limit", type=int, default=None, help="validate on the first N val images only")
     p.add_argument("--log-interval", type=int, default=10, help="write a metrics.csv row every N iters")
@@ -86,10 +92,12 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse argv; a --config YAML sets defaults first (unknown keys are an error, nothing is eval'd)."""
+    """Parse argv; a --config YAML sets defaults first (unknown keys are an error, nothing is eval'd).
+
+    Precedence, lowest first: the preset (--preset, else the YAML's `preset:`), the YAML's other keys,
+    the command line."""
     pre, _ = parser.parse_known_args(argv)
-    if pre.preset:
-        parser.set_defaults(**PRESETS[pre.preset])
+    values: dict = {}
     if pre.config:
         path = Path(pre.config)
         if not path.is_file():
@@ -104,7 +112,18 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         values = {str(k).replace("-", "_"): v for k, v in values.items()}
         if unknown := sorted(set(values) - known):
             raise UserError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
-        parser.set_defaults(**values)
+        unseen = values.get("unseen")
+        if isinstance(unseen, str) and (path.parent / unseen).is_file():  # split files relative to the config
+            values["unseen"] = str(path.parent / unseen)
+        elif isinstance(unseen, list):
+            values["unseen"] = ",".join(str(v) for v in unseen)
+        if values.get("preset") is not None and values["preset"] not in PRESETS:
+            raise UserError(f"--config {path}: unknown preset '{values['preset']}'; valid: {', '.join(sorted(PRESETS))}")
+    preset = pre.preset or values.get("preset")
+    if preset:
+        parser.set_defaults(**PRESETS[preset])
+    if values:
+        parser.set_defaults(**{k: v for k, v in values.items() if not (k == "preset" and pre.preset)})
     args = parser.parse_args(argv)
     check_args(args)
     return args
@@ -133,6 +152,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--presence-gate needs --views 2 or more (MVP-SEG's global prompt refining)")
     if args.context_tokens < 0:
         raise UserError("--context-tokens must be 0 (off) or positive")
+    if args.class_agnostic is None:
+        args.class_agnostic = bool(args.unseen)
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -165,7 +186,7 @@ def head_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 PROMPT_OPTIONS = ("post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate",
-                  "freeze_backbone", "prompt_matcher")
+                  "freeze_backbone", "prompt_matcher", "class_agnostic")
 
 
 def loss_weights(args: argparse.Namespace) -> LossWeights:

@@ -160,3 +160,14 @@ def list_images(source: str | os.PathLike) -> list[Path]:
     if not files:
         raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
     return files
+
+
+def file_hash(path: str | os.PathLike, length: int = 12) -> str:
+    """sha256 of a file's bytes (first `length` hex digits): which checkpoint made a figure or artifact."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]

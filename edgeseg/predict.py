@@ -1,6 +1,6 @@
 """Segment images with a checkpoint: colour overlays and palette masks a person can look at.
 
-python -m edgeseg.predict --checkpoint runs/demo/best.pt --source IMG_OR_DIR --out DIR
+python -m edgeseg.predict --checkpoint runs/demo/best.pt --source IMG_OR_DIR --out DIR [--classes "a,b,c"]
 
 For each image NAME writes DIR/NAME_overlay.png (image blended with the class colours) and
 DIR/NAME_mask.png (indexed PNG: pixel value = class index, coloured by the card's palette),
@@ -17,20 +17,52 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeseg.card import load_model
-from edgeseg.errors import cli_main
-from edgeseg.io import list_images, read_image, write_json, write_png
+from edgeseg.card import build_model, check_card
+from edgeseg.errors import UserError, cli_main
+from edgeseg.io import list_images, load_checkpoint, read_image, write_json, write_png
 from edgeseg.preprocess import logits_to_mask, overlay, preprocess
 
 
-def torch_logits_fn(model: torch.nn.Module, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
-    """A function from a preprocessed input [1, 3, S, S] to logits [K, h, w] for a torch model."""
+def torch_logits_fn(model: torch.nn.Module, device: str = "cpu",
+                    text_embeddings: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from a preprocessed input [1, 3, S, S] to logits [K, h, w] for a torch model
+    (scored against `text_embeddings` [K, D] instead of its own classes when given)."""
+    text = None if text_embeddings is None else torch.from_numpy(np.asarray(text_embeddings, np.float32)).to(device)
 
     @torch.no_grad()
     def run(inputs: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(inputs).to(device))[0].float().cpu().numpy()
+        image = torch.from_numpy(inputs).to(device)
+        return (model(image) if text is None else model(image, text))[0].float().cpu().numpy()
 
     return run
+
+
+def parse_class_names(value: str) -> list[str]:
+    """`--classes`: a comma list ("cat,sofa") or a text file with one name per line."""
+    from edgeseg.text import read_class_names
+
+    names = read_class_names(value) if Path(value).is_file() else [n.strip() for n in value.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise UserError("--classes: no class names given")
+    if len(set(names)) != len(names):
+        raise UserError(f"--classes: '{next(n for n in names if names.count(n) > 1)}' is listed twice")
+    return names
+
+
+def vocabulary(card: dict, names: list[str], context: dict | None) -> tuple[dict, np.ndarray]:
+    """A card for the vocabulary `names` and its embeddings, for a model that takes any number of classes."""
+    from edgeseg.card import default_palette
+    from edgeseg.models.heads import accepts_any_k
+    from edgeseg.prompt_learner import embed_class_names
+
+    if not accepts_any_k(card) and len(names) != len(card["classes"]):
+        raise UserError(f"this model's head is sized for its {len(card['classes'])} classes (a closed-set "
+                        f"{card['head']} head); give {len(card['classes'])} names, or train with --class-agnostic")
+    embeddings = embed_class_names(card, names, context)
+    keep = {name: color for name, color in zip(card["classes"], card["palette"])}  # known names keep their colour
+    palette = [keep.get(name, color) for name, color in zip(names, default_palette(len(names)))]
+    return dict(card, classes=names, palette=palette), embeddings
 
 
 def write_predictions(logits_fn: Callable[[np.ndarray], np.ndarray], card: dict, source: str, out: str) -> int:
@@ -54,10 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="last.pt / best.pt from edgeseg.train")
     parser.add_argument("--source", required=True, help="an image file or a folder of images")
     parser.add_argument("--out", default="runs/predict", help="output folder")
+    parser.add_argument("--classes", default=None, metavar="NAMES|FILE",
+                        help="segment these class names instead of the model's own (comma list or one per line; "
+                             "any names, unseen ones included, for a model whose head takes any vocabulary)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    model, card = load_model(args.checkpoint)
-    write_predictions(torch_logits_fn(model.to(args.device), args.device), card, args.source, args.out)
+    payload = load_checkpoint(args.checkpoint)
+    card = check_card(payload.get("card"), args.checkpoint)
+    model = build_model(card, payload["model"]).to(args.device)
+    text = None
+    if args.classes is not None:
+        card, text = vocabulary(card, parse_class_names(args.classes), payload.get("context"))
+    write_predictions(torch_logits_fn(model, args.device, text), card, args.source, args.out)
     return 0
 
 

@@ -23,6 +23,8 @@ from edgeseg.models.layers import l2_normalize
 class ContextPrompts(nn.Module):
     """Base: holds `ctx` [N, width] and a frozen tower; forward() -> L2-normalised class embeddings [K, D]."""
 
+    token_buffers: tuple[str, ...] = ()  # names of the tokenized-class buffers encode() takes
+
     def __init__(self, tower: nn.Module, n_ctx: int, width: int) -> None:
         super().__init__()
         if n_ctx < 1:
@@ -39,30 +41,58 @@ class ContextPrompts(nn.Module):
         """What a checkpoint keeps (the tower is rebuilt from the encoder id)."""
         return {"ctx": self.ctx.detach().cpu()}
 
+    def forward(self) -> torch.Tensor:
+        """The class embeddings [K, D] of the classes the learner was built with."""
+        return self.encode(*self.tokens)
+
+    @torch.no_grad()
+    def embed(self, names: Sequence[str]) -> torch.Tensor:
+        """Embeddings [N, D] of any class names through the current context (no gradient): new or
+        held-out vocabularies of a model trained with context tokens."""
+        return self.encode(*(t.to(self.ctx.device) for t in self.tokenize(names)))
+
+    @property
+    def tokens(self) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, name) for name in self.token_buffers)
+
+    def tokenize(self, names: Sequence[str]) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def encode(self, *tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
 
 class BertContextPrompts(ContextPrompts):
     """Context tokens for a BERT sentence encoder (all-MiniLM-L6-v2): mean pooling over the sequence."""
 
+    token_buffers = ("ids", "mask")
+
     def __init__(self, bert: nn.Module, tokenizer: Callable, classes: Sequence[str], n_ctx: int) -> None:
         super().__init__(bert, n_ctx, bert.config.hidden_size)
-        names = [tokenizer(name, add_special_tokens=False)["input_ids"] for name in classes]
-        length = 2 + n_ctx + max(len(ids) for ids in names)
-        ids = torch.full((len(names), length), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(len(names), length, dtype=torch.long)
-        for k, name_ids in enumerate(names):
-            row = [tokenizer.cls_token_id] + [tokenizer.pad_token_id] * n_ctx + name_ids + [tokenizer.sep_token_id]
-            ids[k, :len(row)] = torch.tensor(row)
-            mask[k, :len(row)] = 1
+        self.tokenizer = tokenizer
+        ids, mask = self.tokenize(classes)
         self.register_buffer("ids", ids, persistent=False)
         self.register_buffer("mask", mask, persistent=False)
 
-    def forward(self) -> torch.Tensor:
-        embeds = self.tower.embeddings.word_embeddings(self.ids)
+    def tokenize(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokenizer, n_ctx = self.tokenizer, self.ctx.shape[0]
+        pieces = [tokenizer(name, add_special_tokens=False)["input_ids"] for name in names]
+        length = 2 + n_ctx + max(len(ids) for ids in pieces)
+        ids = torch.full((len(pieces), length), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(pieces), length, dtype=torch.long)
+        for k, name_ids in enumerate(pieces):
+            row = [tokenizer.cls_token_id] + [tokenizer.pad_token_id] * n_ctx + name_ids + [tokenizer.sep_token_id]
+            ids[k, :len(row)] = torch.tensor(row)
+            mask[k, :len(row)] = 1
+        return ids, mask
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        embeds = self.tower.embeddings.word_embeddings(ids)
         n = self.ctx.shape[0]
         ctx = self.ctx.unsqueeze(0).expand(embeds.shape[0], -1, -1).to(embeds.dtype)
         embeds = torch.cat([embeds[:, :1], ctx, embeds[:, 1 + n:]], dim=1)
-        hidden = self.tower(inputs_embeds=embeds, attention_mask=self.mask).last_hidden_state
-        weights = self.mask.unsqueeze(-1).to(hidden.dtype)
+        hidden = self.tower(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1)
         return l2_normalize(pooled, -1)
 
@@ -70,21 +100,28 @@ class BertContextPrompts(ContextPrompts):
 class ClipContextPrompts(ContextPrompts):
     """Context tokens for an open_clip text tower (DenseCLIP's prompt learner): the end token's feature."""
 
+    token_buffers = ("ids", "end")
+
     def __init__(self, clip: nn.Module, tokenizer: Callable, classes: Sequence[str], n_ctx: int) -> None:
         super().__init__(clip, n_ctx, clip.token_embedding.weight.shape[1])
-        placeholder = " ".join(["X"] * n_ctx)
-        ids = tokenizer([f"{placeholder} {name}." for name in classes])
+        self.tokenizer = tokenizer
+        ids, end = self.tokenize(classes)
         self.register_buffer("ids", ids, persistent=False)
-        self.register_buffer("end", ids.argmax(dim=-1), persistent=False)  # the end token has the largest id
+        self.register_buffer("end", end, persistent=False)
 
-    def forward(self) -> torch.Tensor:
+    def tokenize(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        placeholder = " ".join(["X"] * self.ctx.shape[0])
+        ids = self.tokenizer([f"{placeholder} {name}." for name in names])
+        return ids, ids.argmax(dim=-1)  # the end token has the largest id
+
+    def encode(self, ids: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         clip = self.tower
-        embeds = clip.token_embedding(self.ids)
+        embeds = clip.token_embedding(ids)
         n = self.ctx.shape[0]
         ctx = self.ctx.unsqueeze(0).expand(embeds.shape[0], -1, -1).to(embeds.dtype)
         x = torch.cat([embeds[:, :1], ctx, embeds[:, 1 + n:]], dim=1) + clip.positional_embedding
         x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask))
-        x = x[torch.arange(x.shape[0]), self.end]
+        x = x[torch.arange(x.shape[0]), end]
         projection = clip.text_projection
         x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
         return l2_normalize(x, -1)
@@ -123,3 +160,24 @@ def embeddings_from_checkpoint(path: str, classes: Sequence[str],
     with torch.no_grad():
         learner.ctx.copy_(payload["context"]["ctx"])
         return learner().float().numpy(), card["text_encoder"]
+
+
+def embed_class_names(card: dict, names: Sequence[str], context: dict | None = None) -> np.ndarray:
+    """Embeddings [N, D] of any class names for the model a card describes: through its learned context
+    tokens when it was trained with them (`context` = the checkpoint's "context" entry), else with the
+    card's text encoder and the template ensemble — the way its own buffer was made."""
+    from edgeseg.text import get_text_embeddings
+
+    if card.get("context_tokens"):
+        if context is None:
+            raise UserError("this model was trained with --context-tokens: pass its checkpoint (with the learned "
+                            "context) to embed new class names")
+        learner = build_prompt_learner(card["text_encoder"], names, int(card["context_tokens"])).eval()
+        with torch.no_grad():
+            learner.ctx.copy_(context["ctx"])
+            return learner().float().numpy()
+    emb = get_text_embeddings(list(names), card["text_encoder"])
+    if emb.shape[1] != int(card["text_dim"]):
+        raise UserError(f"text encoder {card['text_encoder']} gives {emb.shape[1]}-d embeddings but the model "
+                        f"expects {card['text_dim']}")
+    return emb

@@ -37,6 +37,7 @@ from edgeseg.losses import segmentation_loss
 from edgeseg.models import Segmenter, load_pretrained
 from edgeseg.prompt_learner import build_prompt_learner
 from edgeseg.text import get_text_embeddings
+from edgeseg.zeroshot import Split, parse_unseen
 
 
 class TrainForward(torch.nn.Module):
@@ -70,7 +71,8 @@ def param_groups(model: Segmenter, lr: float, backbone_mult: float, weight_decay
 
 def metrics_csv(history: list[dict]) -> str:
     """The training history as CSV text (one row per logged iteration)."""
-    fields = ["iter", "loss", "lr", "val_mIoU", "val_pixel_accuracy", "seconds"]
+    fields = ["iter", "loss", "lr", "val_mIoU", "val_pixel_accuracy", "val_mIoU_seen", "val_mIoU_unseen", "val_hIoU",
+              "seconds"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
@@ -92,6 +94,10 @@ class Run:
         self.train_source = build_source(args.data, "train", args.img_size)
         self.val_source = build_source(args.data, "val", args.img_size)
         self.classes = list(self.train_source.classes)
+        unseen = parse_unseen(args.unseen, self.classes)
+        self.split = Split(tuple(self.classes), tuple(unseen)) if unseen else None
+        # The names training sees: all classes, or the seen ones under the zero-shot protocol.
+        self.train_classes = self.split.seen if self.split else self.classes
         resume_payload = self._resume_payload()
         if resume_payload is not None:
             self.card = check_card(resume_payload["card"], str(args.resume))
@@ -109,7 +115,8 @@ class Run:
                                   mean=self.model.backbone.mean, std=self.model.backbone.std,
                                   text_encoder=args.text_encoder, text_dim=text.shape[1],
                                   pretrained=pretrained_note, dataset=self.train_source.name,
-                                  **({"context_tokens": args.context_tokens} if args.context_tokens else {}))
+                                  **({"context_tokens": args.context_tokens} if args.context_tokens else {}),
+                                  **({"unseen": unseen} if unseen else {}))
         if args.sync_bn and self.world.size > 1:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device).train()
@@ -123,7 +130,7 @@ class Run:
             self.forward_module = torch.compile(self.forward_module)
         self.prompt_learner = None
         if self.card.get("context_tokens"):
-            self.prompt_learner = build_prompt_learner(self.card["text_encoder"], self.classes,
+            self.prompt_learner = build_prompt_learner(self.card["text_encoder"], self.train_classes,
                                                        int(self.card["context_tokens"])).to(self.device).train()
             if resume_payload is not None:
                 self.prompt_learner.ctx.data.copy_(resume_payload["context"]["ctx"])
@@ -160,8 +167,18 @@ class Run:
     def load_extra_state(self, payload: dict[str, Any]) -> None:
         pass
 
-    def dataset(self) -> TrainSet:
-        return TrainSet(self.train_source, self.args.img_size, self.card["mean"], self.card["std"])
+    def dataset(self, with_geometry: bool = False) -> TrainSet:
+        return TrainSet(self.train_source, self.args.img_size, self.card["mean"], self.card["std"],
+                        with_geometry=with_geometry, label_map=self.split.label_map() if self.split else None)
+
+    def training_text(self) -> torch.Tensor | None:
+        """The class embeddings the training forward uses: the context tokens' output, the seen rows of
+        the buffer under the zero-shot protocol (unseen names never enter), or None (the whole buffer)."""
+        if self.prompt_learner is not None:
+            return self.prompt_learner()
+        if self.split is not None:
+            return self.model.text_embeddings[self.split.seen_indices]
+        return None
 
     def compute_loss(self, outputs: dict, images: torch.Tensor, labels: torch.Tensor,
                      extra: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
@@ -185,6 +202,8 @@ class Run:
                 raise UserError(f"--resume: checkpoint has {key} '{self.card[key]}' but --{key} is '{value}'")
         if self.card["classes"] != self.classes:
             raise UserError("--resume: the checkpoint's classes differ from the data's classes")
+        if list(self.card.get("unseen") or []) != list(self.split.unseen if self.split else []):
+            raise UserError("--resume: the checkpoint's unseen classes differ from --unseen; pass the same split")
 
     def _load_init(self, path: str) -> None:
         state = load_checkpoint(path)["model"]
@@ -196,10 +215,17 @@ class Run:
         print(f"init: {len(matched)}/{len(own)} tensors from {path}", file=sys.stderr)
 
     def sync_text(self) -> None:
-        """Write the class embeddings the context tokens give now into the model's baked-in buffer."""
-        if self.prompt_learner is not None:
-            with torch.no_grad():
+        """Write the class embeddings the context tokens give now into the model's baked-in buffer
+        (held-out classes too, through the learned context, for evaluation and export)."""
+        if self.prompt_learner is None:
+            return
+        with torch.no_grad():
+            if self.split is None:
                 self.model.text_embeddings.copy_(self.prompt_learner().float())
+                return
+            buffer = self.model.text_embeddings
+            buffer[self.split.seen_indices] = self.prompt_learner().float()
+            buffer[self.split.unseen_indices] = self.prompt_learner.embed(list(self.split.unseen)).float()
 
     @property
     def base_lr(self) -> float:
@@ -236,8 +262,7 @@ class Run:
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=args.amp):
-            text = None if self.prompt_learner is None else self.prompt_learner()
-            outputs = self.forward_module(images, text)
+            outputs = self.forward_module(images, self.training_text())
             loss, _ = self.compute_loss(outputs, images, labels, extra)
         if not torch.isfinite(loss):
             raise UserError(f"loss became {float(loss)} at iteration {self.iteration}; lower --lr")
@@ -248,9 +273,19 @@ class Run:
         return self.world.mean(float(loss.detach())), lr
 
     def validate(self) -> dict:
+        """Validation mIoU (what selects best.pt). Under the zero-shot protocol the selection uses the seen
+        classes only (unseen pixels ignored, unseen names absent), so no unseen label picks the model;
+        the generalized scores over all names (mIoU_seen / mIoU_unseen / hIoU) are added for the log."""
         self.sync_text()
-        summary = evaluate_model(self.model, self.card, self.val_source, self.device, limit=self.args.val_limit,
-                                 progress=False, amp=self.args.amp and self.device.type == "cuda")
+        options = dict(limit=self.args.val_limit, progress=False, amp=self.args.amp and self.device.type == "cuda")
+        if self.split is None:
+            summary = evaluate_model(self.model, self.card, self.val_source, self.device, **options)
+        else:
+            summary = evaluate_model(self.model, self.card, self.val_source, self.device, classes=self.split.seen,
+                                     text_embeddings=self.model.text_embeddings[self.split.seen_indices],
+                                     label_map=self.split.label_map(), **options)
+            generalized = evaluate_model(self.model, self.card, self.val_source, self.device, **options)
+            summary.update({k: v for k, v in generalized.items() if k in ("mIoU_seen", "mIoU_unseen", "hIoU")})
         if summary["mIoU"] > self.best_miou:
             self.best_miou = summary["mIoU"]
             if self.world.is_main:
@@ -283,7 +318,8 @@ def _train(run: Run) -> dict:
     context = run.prompt_learner.ctx.numel() if run.prompt_learner is not None else 0
     speed = [name for name, on in (("AMP " + args.amp_dtype, args.amp), ("channels_last", args.channels_last),
                                    ("compiled", args.compile), ("SyncBN", args.sync_bn and world.size > 1)) if on]
-    _log(run, f"edgeseg.train: {args.backbone}/{args.head}, {len(run.classes)} classes from {run.train_source.name}, "
+    held_out = f" ({len(run.split.unseen)} unseen, held out: {', '.join(run.split.unseen)})" if run.split else ""
+    _log(run, f"edgeseg.train: {args.backbone}/{args.head}, {len(run.classes)} classes{held_out} from {run.train_source.name}, "
               f"text {run.card['text_encoder']}, backbone {run.card.get('pretrained')}, {params / 1e6:.2f}M params "
               f"({trainable / 1e6:.3f}M trainable, {100 * trainable / params:.1f}%"
               f"{f'; +{context} context-token values' if context else ''}), "
@@ -322,8 +358,14 @@ def _train(run: Run) -> dict:
                     summary = run.validate()
                     row.update(val_mIoU=round(summary["mIoU"], 5),
                                val_pixel_accuracy=round(summary["pixel_accuracy"], 5))
-                    bar.write(f"iter {run.iteration}: val mIoU {100 * summary['mIoU']:.1f}  "
-                              f"pixel acc {100 * summary['pixel_accuracy']:.1f}", file=sys.stderr)
+                    zero_shot = ""
+                    if "hIoU" in summary:
+                        row.update({f"val_{k}": round(summary[k], 5) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")})
+                        zero_shot = (f"  | all names: seen {100 * summary['mIoU_seen']:.1f}  "
+                                     f"unseen {100 * summary['mIoU_unseen']:.1f}  hIoU {100 * summary['hIoU']:.1f}")
+                    bar.write(f"iter {run.iteration}: val mIoU {100 * summary['mIoU']:.1f}"
+                              f"{' (seen classes)' if zero_shot else ''}  "
+                              f"pixel acc {100 * summary['pixel_accuracy']:.1f}{zero_shot}", file=sys.stderr)
                 world.barrier()
             if run.iteration % args.log_interval == 0 or "val_mIoU" in row or run.iteration == args.iters:
                 run.history.append(row)

@@ -1,6 +1,7 @@
 """Datasets: the embedded synthetic default and real layouts, plus torch wrappers for train/val.
 
-`--data` forms: omitted -> synthetic-scenes; `ade20k:PATH`; `folder:PATH`; or a plain PATH
+`--data` forms: omitted -> synthetic-scenes; `synthetic-attributes` (embedded, names that carry the look,
+for the zero-shot protocol); `ade20k:PATH`; `folder:PATH`; or a plain PATH
 (ADE20K layout detected by images/training + annotations/training, else the generic folder).
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from edgeseg.data.attributes import SyntheticAttributes
 from edgeseg.data.folder import ade20k, generic_folder
 from edgeseg.data.public import cityscapes, coco_stuff, voc
 from edgeseg.data.synthetic import SyntheticScenes
@@ -31,6 +33,13 @@ class SegmentationSource(Protocol):
     def describe(self, index: int) -> str: ...
 
 
+# Embedded (generated) datasets by --data name.
+EMBEDDED: dict[str, Callable[[str, int], SegmentationSource]] = {
+    "synthetic": lambda split, size: SyntheticScenes(split, size=size),
+    "synthetic-scenes": lambda split, size: SyntheticScenes(split, size=size),
+    "synthetic-attributes": lambda split, size: SyntheticAttributes(split, size=size),
+}
+
 LAYOUTS: dict[str, Callable[[Path, str], SegmentationSource]] = {
     "ade20k": ade20k, "cocostuff": coco_stuff, "voc": voc, "cityscapes": cityscapes, "folder": generic_folder,
 }
@@ -38,31 +47,43 @@ LAYOUTS: dict[str, Callable[[Path, str], SegmentationSource]] = {
 
 def build_source(spec: str | None, split: str, img_size: int = 128) -> SegmentationSource:
     """Resolve a `--data` value into a dataset for `split` ('train' or 'val')."""
-    if not spec or spec == "synthetic":
-        return SyntheticScenes(split, size=img_size)
+    if not spec:
+        spec = "synthetic-scenes"
+    if spec in EMBEDDED:
+        return EMBEDDED[spec](split, img_size)
     kind, sep, rest = spec.partition(":")
     if sep and kind in LAYOUTS:
         root = Path(rest)
     elif sep and len(kind) > 1:
-        raise UserError(f"unknown dataset kind '{kind}'; valid: synthetic, {', '.join(f'{k}:PATH' for k in LAYOUTS)}")
+        raise UserError(f"unknown dataset kind '{kind}'; valid: {', '.join(EMBEDDED)}, "
+                        f"{', '.join(f'{k}:PATH' for k in LAYOUTS)}")
     else:
         root = Path(spec)
         kind = "ade20k" if (root / "images" / "training").is_dir() and (root / "annotations").is_dir() else "folder"
     if not root.is_dir():
-        raise UserError(f"--data {root} is not a folder")
+        hint = "" if sep or any(c in spec for c in "/.") else f" (embedded datasets: {', '.join(EMBEDDED)})"
+        raise UserError(f"--data {root} is not a folder{hint}")
     if kind == "folder" and not (root / "classes.txt").is_file():
         raise UserError(f"--data {root}: expected classes.txt + images/ + masks/ (generic layout) or the ADE20K "
                         "layout images/training + annotations/training (voc:, cityscapes:, cocostuff: take their prefix)")
     return LAYOUTS[kind](root, split)
 
 
+def data_spec_for(card: dict, spec: str | None) -> str | None:
+    """`--data` as given, else the embedded dataset the model was trained on (None: the default one)."""
+    if spec:
+        return spec
+    return card.get("dataset") if card.get("dataset") in EMBEDDED else None
+
+
 class TrainSet(Dataset):
     """Augmented crops; items are addressed by (index, augmentation seed) so runs are reproducible."""
 
     def __init__(self, source: SegmentationSource, img_size: int, mean: list[float], std: list[float],
-                 with_geometry: bool = False) -> None:
+                 with_geometry: bool = False, label_map: np.ndarray | None = None) -> None:
         self.source, self.img_size, self.mean, self.std = source, img_size, mean, std
         self.with_geometry = with_geometry
+        self.label_map = label_map  # zero-shot: full class index -> training index, unseen -> ignore
 
     def __len__(self) -> int:
         return len(self.source)
@@ -70,6 +91,8 @@ class TrainSet(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, ...]:
         index, seed = item
         image, mask = self.source.load(index)
+        if self.label_map is not None:
+            mask = self.label_map[np.clip(mask, 0, 255)]
         geometry: list[float] = []
         image, mask = train_augment(image, mask, self.img_size, np.random.default_rng(seed), geometry=geometry)
         sample = (torch.from_numpy(normalize(image, self.mean, self.std)), torch.from_numpy(mask))

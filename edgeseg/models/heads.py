@@ -72,14 +72,26 @@ def classify(score: CosineScore, multiview: MultiViewScore | None, pixels: torch
     return logits, ({"views": views} if presence is None else {"views": views, "presence": presence})
 
 
+def score_weighted_tokens(cosine: torch.Tensor, tokens: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """K-independent summary of K score maps: per pixel, the class tokens averaged with the softmax of
+    their scores. cosine [B, K, H, W], tokens [B, K, D] -> [B, D, H, W] whatever K is."""
+    batch, classes, height, width = cosine.shape
+    weights = torch.softmax(cosine * scale, dim=1).reshape(batch, classes, height * width)
+    return torch.matmul(tokens.transpose(1, 2), weights).reshape(batch, tokens.shape[-1], height, width)
+
+
 class DenseCLIPHead(nn.Module):
     """DenseCLIP on a non-CLIP backbone: an attention pool over [global; pixels] of the last stage,
     a pixel-text score map concatenated onto it (kept as cosine in [-1, 1] so int8 quantization keeps
-    both ranges), FPN-lite to stride 4, and the text embeddings as classifier. Fixed K (the concat)."""
+    both ranges), FPN-lite to stride 4, and the text embeddings as classifier.
+
+    The concatenated K score maps fix K (the closed-set form, DenseCLIP's own). `class_agnostic`
+    concatenates instead the score-weighted class tokens (D channels, any K): the form used for
+    zero-shot training and any vocabulary other than the trained one."""
 
     def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, heads: int = 4,
                  post_prompt: bool = False, instance_prompt: bool = False, multiscale_align: bool = False,
-                 views: int = 1, presence_gate: bool = False, **_: object) -> None:
+                 views: int = 1, presence_gate: bool = False, class_agnostic: bool = False, **_: object) -> None:
         super().__init__()
         self.reduce = conv_bn_act(channels[-1], dim)
         self.norm = nn.LayerNorm(dim)
@@ -87,7 +99,8 @@ class DenseCLIPHead(nn.Module):
         self.text_proj = nn.Linear(text_dim, dim)
         self.prompts = TokenPrompts(dim, heads, instance_prompt, post_prompt)
         self.score = CosineScore()
-        self.merge = conv_bn_act(dim + num_classes, dim, 3)
+        self.class_agnostic = class_agnostic
+        self.merge = conv_bn_act(dim + (dim if class_agnostic else num_classes), dim, 3)
         self.decoder = FPNLite(channels[:3][::-1], dim)
         self.align_embeds = nn.ModuleList(nn.Conv2d(dim, dim, 1) for _ in range(2)) if multiscale_align else None
         self.pixel_embed = nn.Conv2d(dim, dim, 1)
@@ -103,7 +116,8 @@ class DenseCLIPHead(nn.Module):
         tokens = self.text_proj(text).unsqueeze(0).expand(x.shape[0], -1, -1)
         tokens = self.prompts(tokens, dense_map)
         cosine = self.score.cosine(dense_map, tokens)
-        x = self.merge(torch.cat([dense_map, cosine], dim=1))
+        scores = score_weighted_tokens(cosine, tokens, self.score.scale()) if self.class_agnostic else cosine
+        x = self.merge(torch.cat([dense_map, scores], dim=1))
         maps = self.decoder.pyramid(x, [features[2], features[1], features[0]])
         aux = [cosine * self.score.scale()]
         if self.align_embeds is not None:  # ICPC multi-scale alignment at strides 16 and 8
@@ -165,6 +179,14 @@ HEAD_OPTIONS: dict[str, frozenset[str]] = {
 
 # Heads whose graph does not depend on K, so open-vocab artifacts accept any number of classes.
 CLASS_AGNOSTIC_HEADS = frozenset({"fusion", "linear"})
+
+
+def accepts_any_k(card: dict) -> bool:
+    """Whether the model a card describes takes a vocabulary of any size (its graph has no K-sized layer)."""
+    config = card.get("head_config") or {}
+    if config.get("class_agnostic"):
+        return True
+    return card["head"] in CLASS_AGNOSTIC_HEADS and not config.get("prompt_matcher")
 
 
 def build_head(name: str, channels: list[int], text_dim: int, num_classes: int, **config: object) -> nn.Module:

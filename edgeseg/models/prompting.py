@@ -125,18 +125,28 @@ class PromptMatcher(nn.Module):
     """SPM prompt matcher for one stage: interim semantic map S = cos(1x1(F), T) -> prompt 1x1(softmax(S)).
 
     The prompt conv starts at zero so the frozen backbone's behaviour is unchanged at init.
+    `class_agnostic`: the prompt is made from the softmax-weighted class tokens (D channels) instead of
+    the K probabilities, so the matcher takes a vocabulary of any size (zero-shot, open vocabulary).
     """
 
-    def __init__(self, channels: int, text_dim: int, num_classes: int, dim: int = 64) -> None:
+    def __init__(self, channels: int, text_dim: int, num_classes: int, dim: int = 64,
+                 class_agnostic: bool = False) -> None:
         super().__init__()
         self.pixel_proj = nn.Conv2d(channels, dim, 1)
         self.text_proj = nn.Linear(text_dim, dim)
         self.score = CosineScore()
-        self.prompt = nn.Conv2d(num_classes, channels, 1)
+        self.class_agnostic = class_agnostic
+        self.prompt = nn.Conv2d(dim if class_agnostic else num_classes, channels, 1)
         nn.init.zeros_(self.prompt.weight)
         nn.init.zeros_(self.prompt.bias)
 
     def forward(self, feature: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feature [B, C, H, W], text [K, D_text] -> (prompted feature, interim score map [B, K, H, W])."""
-        interim = self.score(self.pixel_proj(feature), self.text_proj(text))
-        return feature + self.prompt(torch.softmax(interim, dim=1)), interim
+        tokens = self.text_proj(text)
+        interim = self.score(self.pixel_proj(feature), tokens)
+        probs = torch.softmax(interim, dim=1)
+        if self.class_agnostic:  # [D, K] @ [B, K, HW] -> [B, D, H, W]
+            batch, classes, height, width = probs.shape
+            probs = torch.matmul(tokens.transpose(0, 1), probs.reshape(batch, classes, -1)).reshape(
+                batch, -1, height, width)
+        return feature + self.prompt(probs), interim

@@ -24,11 +24,12 @@ class Segmenter(nn.Module):
         config = dict(head_config or {})
         self.freeze_backbone = bool(config.pop("freeze_backbone", False))
         use_matchers = bool(config.pop("prompt_matcher", False))
+        class_agnostic = bool(config.get("class_agnostic", False))
         self.backbone = Backbone(backbone)
         num_classes, text_dim = text_embeddings.shape
         self.head = build_head(head, self.backbone.channels, text_dim, num_classes, **config)
         self.register_buffer("text_embeddings", text_embeddings.clone().float())
-        self.matchers = nn.ModuleList(PromptMatcher(c, text_dim, num_classes) for c in self.backbone.channels[:3]) \
+        self.matchers = nn.ModuleList(PromptMatcher(c, text_dim, num_classes, class_agnostic=class_agnostic) for c in self.backbone.channels[:3]) \
             if use_matchers else None
         if self.freeze_backbone:  # SPM: the shared backbone is never updated (weights nor BN statistics)
             self.backbone.requires_grad_(False)
