@@ -160,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="shared backbone (default: the one with ImageNet weights offline; spm/edgeseg freeze it)")
     parser.add_argument("--val-limit", type=int, default=None, help="score on the first N val images (default all 100)")
     parser.add_argument("--out", default="runs/zeroshot")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tabulate the finished runs under OUT (each must have its row.json)")
     parser.add_argument("--docs", default=None, help="also write DOCS/zeroshot-results.md and DOCS/zeroshot.png")
     args, train_args = parser.parse_known_args(argv)
     if any(f in train_args for f in ("--preset", "--head", "--out", "--seed", "--unseen", "--data")):
@@ -185,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         for seed in seeds:
             folder = out / f"{name}-seed{seed}"
+            if args.report_only:
+                if not (folder / "row.json").is_file():
+                    raise UserError(f"--report-only: {folder / 'row.json'} is missing; run without --report-only")
+                rows.append(json.loads((folder / "row.json").read_text()))
+                continue
             row = run_variant(name, VARIANTS[name], [*shared, "--seed", str(seed)], folder)
             if "hIoU" not in row:
                 row.update(measure(folder / "best.pt", val_limit, device))
