@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks.ablation import run_variant
-from benchmarks.machine import cpu_info
+from benchmarks.machine import describe_machine
 from benchmarks.stamp import stamp
 from edgeseg.data import build_source
 from edgeseg.errors import UserError, cli_main
@@ -62,6 +62,7 @@ def measure(checkpoint: Path, limit: int | None, device: str) -> dict:
         result = evaluate_model(model, card, source, device, limit=limit, progress=False, text_embeddings=text)
         scores[f"{control}_unseen"], scores[f"{control}_hIoU"] = result["mIoU_unseen"], result["hIoU"]
     scores["checkpoint_sha256"] = file_hash(checkpoint)
+    scores["measured_on"] = describe_machine()
     return scores
 
 
@@ -85,13 +86,13 @@ def _pm(stat: dict) -> str:
 
 
 def markdown(table: list[dict], note: str) -> str:
-    lines = ["| variant | flags | mIoU(S) | mIoU(U) | hIoU | U, shuffled names | U, unrelated names | params (M) | "
-             "trainable (M) | GFLOPs @512² |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | flags | seeds | mIoU(S) | mIoU(U) | hIoU | U, shuffled names | U, unrelated names | "
+             "params (M) | trainable (M) | GFLOPs @512² |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     best_u = max(table, key=lambda e: e["mIoU_unseen"]["mean"])["variant"]
     best_h = max(table, key=lambda e: e["hIoU"]["mean"])["variant"]
     for e in table:
         u, h = _pm(e["mIoU_unseen"]), _pm(e["hIoU"])
-        lines.append(f"| {e['variant']} | `{e['flags']}` | {_pm(e['mIoU_seen'])} | "
+        lines.append(f"| {e['variant']} | `{e['flags']}` | {len(e['seeds'])} | {_pm(e['mIoU_seen'])} | "
                      f"{f'**{u}**' if e['variant'] == best_u else u} | {f'**{h}**' if e['variant'] == best_h else h} | "
                      f"{_pm(e['shuffle_unseen'])} | {_pm(e['unrelated_unseen'])} | {e['params_M']:.2f} | "
                      f"{e['trainable_M']:.2f} | {e['gflops_512']:.2f} |")
@@ -162,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/zeroshot")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: tabulate the finished runs under OUT (each must have its row.json)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="with --report-only: leave out runs that did not finish (the table says which)")
     parser.add_argument("--docs", default=None, help="also write DOCS/zeroshot-results.md and DOCS/zeroshot.png")
     args, train_args = parser.parse_known_args(argv)
     if any(f in train_args for f in ("--preset", "--head", "--out", "--seed", "--unseen", "--data")):
@@ -183,14 +186,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         shared += ["--val-limit", str(val_limit)]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out)
-    rows = []
+    rows: list[dict] = []
+    missing: list[str] = []
     for name in names:
         for seed in seeds:
             folder = out / f"{name}-seed{seed}"
             if args.report_only:
-                if not (folder / "row.json").is_file():
-                    raise UserError(f"--report-only: {folder / 'row.json'} is missing; run without --report-only")
-                rows.append(json.loads((folder / "row.json").read_text()))
+                row = json.loads((folder / "row.json").read_text()) if (folder / "row.json").is_file() else {}
+                if "hIoU" not in row:
+                    if not args.allow_missing:
+                        raise UserError(f"--report-only: {folder} did not finish (no scored row.json); run without "
+                                        "--report-only, or add --allow-missing")
+                    missing.append(f"{name} seed {seed}")
+                    continue
+                rows.append(row)
                 continue
             row = run_variant(name, VARIANTS[name], [*shared, "--seed", str(seed)], folder)
             if "hIoU" not in row:
@@ -199,15 +208,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(row)
     table = aggregate(rows)
     first = rows[0]
-    machine = cpu_info()
-    gpu = "CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    run_machines = sorted({r.get("measured_on", "not recorded in row.json") for r in rows})
     note = (f"Every row: {first['backbone']} ({first['pretrained']}), {first['iters']} iterations × batch "
             f"{first['batch']} at {first['img_size']}², seeds {', '.join(map(str, seeds))} (mean ± sample std); "
             f"data: embedded synthetic-attributes, 9 of 36 object classes unseen (`{SPLIT_FILE.name}`), scored "
             f"over all 37 names on {val_limit or 100} val images; best.pt picked on seen classes only. Presets: "
             + "; ".join(f"`{p}` = `{describe(p)}`" for p in ("denseclip", "icpc", "mvp", "spm", "edgeseg"))
-            + f". Machine: {machine['cpu']}, {machine['cores']} logical cores, {gpu}."
-            + (" FAST MODE (CI): tiny budget, the figures mean nothing." if args.fast else ""))
+            + f". Runs trained and scored on: {'; '.join(run_machines)}; table written on: {describe_machine()}."
+            + (" FAST MODE (CI): tiny budget, the figures mean nothing." if args.fast else "")
+            + (f" Not finished, left out: {', '.join(missing)}." if missing else ""))
+    if not rows:
+        raise UserError("no finished runs to tabulate")
     text = markdown(table, note) + "\n" + findings(table) + "\n"
     write_text(out / "zeroshot.md", text)
     write_json(out / "zeroshot.json", {"table": table, "runs": rows})

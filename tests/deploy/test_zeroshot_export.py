@@ -1,7 +1,6 @@
 """An open-vocab ONNX export of a zero-shot model, evaluated on all names (unseen included), matches torch."""
 import numpy as np
 import pytest
-import torch
 
 from deploy.runtime import load
 from edgeseg.card import load_model
