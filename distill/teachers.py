@@ -87,9 +87,16 @@ class CheckpointTeacher(nn.Module):
         from edgeseg.card import load_model
 
         model, card = load_model(path)
-        if list(card["classes"]) != list(classes):
+        full = list(card["classes"])
+        if list(classes) != full and not set(classes) < set(full):
             raise UserError(f"--teacher ckpt:{path}: its {len(card['classes'])} classes differ from the data's "
                             f"{len(classes)}; train the teacher on the same data")
+        trained = [c for c in full if c not in (card.get("unseen") or [])]
+        if leaked := [c for c in trained if c not in classes]:  # zero-shot: the teacher must not know them either
+            raise UserError(f"--teacher ckpt:{path} was trained on {', '.join(leaked[:3])}{' ...' if len(leaked) > 3 else ''}, "
+                            "held out here (--unseen); distilling it would leak them: use a teacher trained with "
+                            "the same --unseen")
+        self.register_buffer("rows", torch.tensor([full.index(c) for c in classes]), persistent=False)
         self.model = model.eval().requires_grad_(False)
         self.mean, self.std = list(card["mean"]), list(card["std"])
         self.id = f"ckpt:{Path(path).name} ({card['backbone']}/{card['head']})"
@@ -97,7 +104,7 @@ class CheckpointTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = self.model.forward_all(image)
+        outputs = self.model.forward_all(image, self.model.text_embeddings[self.rows])
         return outputs["pixels"], outputs["logits"]
 
 

@@ -33,7 +33,8 @@ class DistillRun(Run):
 
     def setup(self) -> None:
         args = self.args
-        self.teacher = build_teacher(args.teacher, self.classes, args.teacher_config).to(self.device)
+        # the teacher scores the training vocabulary (the seen classes under --unseen: no unseen name leaks)
+        self.teacher = build_teacher(args.teacher, self.train_classes, args.teacher_config).to(self.device)
         self.projector = nn.Conv2d(int(self.card["head_config"].get("dim", args.width)), self.teacher.dim, 1)
         self.projector.to(self.device)
         self.card["distilled_from"] = self.teacher.id
@@ -57,9 +58,8 @@ class DistillRun(Run):
             raise UserError(f"--resume {self.args.resume}: not a distill.train checkpoint")
         self.projector.load_state_dict(payload["distill"]["projector"])
 
-    def dataset(self) -> TrainSet:
-        return TrainSet(self.train_source, self.args.img_size, self.card["mean"], self.card["std"],
-                        with_geometry=self.cache is not None)
+    def dataset(self, with_geometry: bool = False) -> TrainSet:
+        return super().dataset(with_geometry=with_geometry or self.cache is not None)
 
     def compute_loss(self, outputs: dict, images: torch.Tensor, labels: torch.Tensor,
                      extra: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:

@@ -284,3 +284,18 @@ def test_bad_unseen_is_one_line_and_writes_nothing(flags, message, tmp_path):
     proc = run_cli("edgeseg.train", *args, *flags, "--iters", "1", "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_distill_takes_the_split_and_refuses_a_teacher_that_saw_unseen_classes(tmp_path):
+    teacher, closed = tmp_path / "teacher", tmp_path / "closed"
+    assert run_cli("edgeseg.train", *TINY, "--iters", "2", "--out", str(teacher)).returncode == 0
+    plain = [a for a in TINY if a not in ("--unseen", str(SPLIT_FILE))]
+    assert run_cli("edgeseg.train", *plain, "--iters", "1", "--out", str(closed)).returncode == 0
+    proc = run_cli("distill.train", "--teacher", f"ckpt:{teacher / 'last.pt'}", *TINY, "--iters", "2",
+                   "--out", str(tmp_path / "student"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "student" / "model_card.json").read_text())["unseen"] == \
+        parse_unseen(str(SPLIT_FILE), CLASSES)
+    proc = run_cli("distill.train", "--teacher", f"ckpt:{closed / 'last.pt'}", *TINY, "--iters", "2",
+                   "--out", str(tmp_path / "leaky"))
+    assert proc.returncode == 2 and "would leak them" in proc.stderr
