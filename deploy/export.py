@@ -29,7 +29,15 @@ from deploy.targets import TARGETS, get_target
 from edgeseg.card import load_model
 from edgeseg.errors import CheckFailed, UserError, cli_main
 from edgeseg.io import atomic_path, file_hash, write_json
+from deploy.vocabulary import (
+    DEFAULT_MIN_SLOTS,
+    calibration_vocabularies,
+    default_max_classes,
+    pad_vocabulary,
+    parity_vocabularies,
+)
 from edgeseg.models import OpenVocabSegmenter
+from edgeseg.models.heads import accepts_any_k
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -73,8 +81,8 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
             raise UserError(f"{target} {precision} conversion failed: {first} (rerun with --debug for the "
                             "converter's traceback; try another --precision or target)") from exc
         write_json(tmp / "card.json", artifact_card)
-        if card["open_vocab"]:
-            np.save(tmp / "text_embeddings.npy", example[1].numpy())
+        if card["open_vocab"]:  # the trained vocabulary, unpadded (its names are the card's classes)
+            np.save(tmp / "text_embeddings.npy", example[1].numpy()[: len(card["classes"])])
         report = {"target": target, "artifact": str(final / artifact.name), "export_seconds": round(time.time() - started, 1),
                   "bytes": _size(artifact)}
         report.update(_verify(module, target, precision, artifact, graph, artifact_card, verify, simulation))
@@ -89,7 +97,11 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
                                   "or weights-only int8)")
             if "pixel_agreement" not in report:
                 raise CheckFailed(f"{name}: the package's spec does not match the model card ({where})")
-            raise CheckFailed(f"{name}: pixel agreement {100 * report['pixel_agreement']:.2f}% is below "
+            worst = min(report.get("by_classes", {}).items(), key=lambda kv: kv[1],
+                        default=("", report["pixel_agreement"]))
+            shown = (f"pixel agreement {100 * worst[1]:.2f}% with {worst[0]} classes" if worst[0] else
+                     f"pixel agreement {100 * report['pixel_agreement']:.2f}%")
+            raise CheckFailed(f"{name}: {shown} is below "
                               f"{100 * report['threshold']:.1f}% ({where}; "
                               "use more/better --calib-data, another precision, or --no-verify)")
     return report
@@ -108,7 +120,7 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
         return {"verified": False}
     if target == "coreml" and platform.system() != "Darwin":
         summary = module.spec_summary(artifact)
-        expected_out = [1, len(card["classes"]), card["img_size"] // card["output_stride"],
+        expected_out = [1, output_classes(card), card["img_size"] // card["output_stride"],
                         card["img_size"] // card["output_stride"]]
         ok = (summary["inputs"].get("image") == [1, 3, card["img_size"], card["img_size"]] and summary["image_input"]
               and summary["outputs"].get("logits") == expected_out and "edgeseg_card" in summary["metadata"]
@@ -116,13 +128,24 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
         report = {"verified": "spec-only (Core ML prediction needs macOS)", "passed": ok,
                   "spec": {k: v for k, v in summary.items() if k != "metadata"}}
         if simulation is not None:  # the quantized torch graph that was converted, against the float model
-            simulated = compare(torch_reference(graph), simulation, samples, len(card["classes"]), precision)
+            simulated = compare(torch_reference(graph), simulation, samples, output_classes(card), precision)
             report.update(passed=ok and simulated["passed"], simulated=dict(
                 simulated, note="torch simulation of the converted quantized graph (the Core ML runtime needs macOS)"))
         return report
     backend = module.load(artifact)
-    return {"verified": True, "runtime": backend.version,
-            **compare(torch_reference(graph), backend, samples, len(card["classes"]), precision)}
+    report = {"verified": True, "runtime": backend.version,
+              **compare(torch_reference(graph), backend, samples, output_classes(card), precision)}
+    if card["open_vocab"]:  # agreement per vocabulary size (K = 1, a middle K, K_max), each at the threshold
+        sizes = sorted({int(sample[2].sum()) for sample in samples})
+        report["by_classes"] = {str(k): compare(torch_reference(graph), backend, [s for s in samples if int(s[2].sum()) == k],
+                                                output_classes(card), precision)["pixel_agreement"] for k in sizes}
+        report["passed"] = report["passed"] and all(v >= report["threshold"] for v in report["by_classes"].values())
+    return report
+
+
+def output_classes(card: dict) -> int:
+    """Class maps the graph returns: K_max slots for open-vocab artifacts, else the trained K."""
+    return int(card.get("max_classes") or len(card["classes"])) if card.get("open_vocab") else len(card["classes"])
 
 
 @cli_main
@@ -137,7 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="int8 calibration images: a folder of images, a dataset (--data form) or 'synthetic'")
     parser.add_argument("--calib-size", type=int, default=32, help="calibration images used for int8")
     parser.add_argument("--img-size", type=int, default=None, help="static input size (default: the card's)")
-    parser.add_argument("--open-vocab", action="store_true", help="the graph takes text embeddings [K, D] as 2nd input")
+    parser.add_argument("--open-vocab", action="store_true",
+                        help="the graph takes text embeddings [K_max, D] and a validity mask [K_max]: any 1..K_max "
+                             "class names at run time (deploy.runtime set_classes / set_embeddings)")
+    parser.add_argument("--max-classes", type=int, default=None,
+                        help=f"--open-vocab slots K_max (default: the trained K, at least {DEFAULT_MIN_SLOTS}, where "
+                             "the head takes any K; a closed-set denseclip head keeps its K)")
     parser.add_argument("--out", default="runs/export", help="output folder")
     parser.add_argument("--verify-images", type=int, default=16, help="images compared against torch")
     parser.add_argument("--verify-data", default=None, help="images for verification (default: calib data, else synthetic)")
@@ -170,16 +198,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     card = dict(card, open_vocab=args.open_vocab, int8_io=args.int8_io, w8a8=args.coreml_w8a8,
                 layout="nhwc" if args.nhwc else "nchw", source_checkpoint=file_hash(args.checkpoint))
     size = card["img_size"]
-    text = model.text_embeddings.clone()
-    graph = OpenVocabSegmenter(model).eval() if args.open_vocab else model.eval()
-    example = (torch.zeros(1, 3, size, size),) + ((text,) if args.open_vocab else ())
-    extra = (text.numpy(),) if args.open_vocab else ()
-    calibration = [(x, *extra) for x in load_inputs(args.calib_data, card, args.calib_size, "train")] \
-        if "int8" in precisions else []
+    trained = model.text_embeddings.numpy().copy()
+    vocabularies: list[tuple[np.ndarray, ...]] = [()]
+    if args.open_vocab:
+        any_k = accepts_any_k(card)
+        max_classes = args.max_classes or default_max_classes(len(trained), any_k)
+        if max_classes < len(trained) or (not any_k and max_classes != len(trained)):
+            raise UserError(f"--max-classes {max_classes}: this model's head takes "
+                            f"{'at least ' if any_k else 'exactly '}{len(trained)} classes")
+        card["max_classes"] = max_classes
+        vocabularies = parity_vocabularies(trained, max_classes)
+        graph: torch.nn.Module = OpenVocabSegmenter(model).eval()
+        full = pad_vocabulary(trained, max_classes, int(card["text_dim"]))
+    elif args.max_classes:
+        raise UserError("--max-classes applies to --open-vocab artifacts only")
+    else:
+        graph, full = model.eval(), ()
+    example = (torch.zeros(1, 3, size, size), *(torch.from_numpy(a) for a in full))
+    calibration = []
+    if "int8" in precisions:
+        images = load_inputs(args.calib_data, card, args.calib_size, "train")
+        vocabularies_seen = calibration_vocabularies(trained, card["max_classes"], len(images)) if args.open_vocab \
+            else [()] * len(images)
+        calibration = [(x, *vocabulary) for x, vocabulary in zip(images, vocabularies_seen)]
     verify = None
     if not args.no_verify:
         verify_spec = args.verify_data or args.calib_data or "synthetic"
-        verify = [(x, *extra) for x in load_inputs(verify_spec, card, args.verify_images, "val")]
+        verify = [(x, *vocabularies[i % len(vocabularies)])
+                  for i, x in enumerate(load_inputs(verify_spec, card, args.verify_images, "val"))]
     out_dir = Path(args.out)
     rows = []
     for target in targets:

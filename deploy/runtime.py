@@ -12,29 +12,54 @@ from typing import Any
 import numpy as np
 
 from deploy.targets import get_target, target_for_artifact
-from edgeseg.card import check_card
+from deploy.vocabulary import pad_vocabulary
+from edgeseg.card import check_card, default_palette
 from edgeseg.errors import UserError
 from edgeseg.preprocess import logits_to_mask, preprocess
 
 
 class Predictor:
-    """Runs an exported artifact on uint8 RGB images."""
+    """Runs an exported artifact on uint8 RGB images. An open-vocabulary artifact segments whichever
+    1..K_max classes were set last (`set_embeddings`), padded into its static slots."""
 
     def __init__(self, backend: Any, card: dict, target: str, text_embeddings: np.ndarray | None = None) -> None:
         self.backend, self.card, self.target = backend, card, target
         self.open_vocab = bool(card.get("open_vocab"))
-        self.text_embeddings = text_embeddings
-        if self.open_vocab and text_embeddings is None:
-            raise UserError("open-vocabulary artifact: pass text embeddings (python -m edgeseg.text --out emb.npy)")
+        self.max_classes = int(card.get("max_classes") or len(card["classes"]))
+        self._vocabulary: tuple[np.ndarray, ...] = ()
+        self._trained_colors = dict(zip(card["classes"], card["palette"]))  # known names keep their colour
+        if self.open_vocab:
+            if text_embeddings is None:
+                raise UserError("open-vocabulary artifact: pass text embeddings (python -m edgeseg.text --out emb.npy)")
+            self.set_embeddings(text_embeddings, list(card["classes"]) if len(card["classes"]) == len(text_embeddings)
+                                else [f"class {i}" for i in range(len(text_embeddings))])
 
     @property
     def classes(self) -> list[str]:
         return list(self.card["classes"])
 
+    def set_embeddings(self, embeddings: np.ndarray, classes: list[str]) -> None:
+        """Use these class embeddings [K, D] (K <= K_max) and names for the following predictions."""
+        if not self.open_vocab:
+            raise UserError(f"{self.target} artifact has its {len(self.classes)} classes baked in; "
+                            "export with --open-vocab to change the vocabulary")
+        if len(classes) != len(embeddings):
+            raise UserError(f"{len(classes)} class names for {len(embeddings)} embeddings")
+        if "max_classes" in self.card:  # padded artifact: K_max slots + validity mask
+            self._vocabulary = pad_vocabulary(embeddings, self.max_classes, int(self.card["text_dim"]))
+        else:  # an artifact exported before the padded form: K fixed at export
+            if np.shape(embeddings) != (len(self.card["classes"]), self.card["text_dim"]):
+                raise UserError(f"text embeddings are {np.shape(embeddings)} but this artifact takes "
+                                f"({len(self.card['classes'])}, {self.card['text_dim']}) (K is fixed at export)")
+            self._vocabulary = (np.asarray(embeddings, np.float32),)
+        palette = default_palette(len(classes))
+        self.card = dict(self.card, classes=list(classes),
+                         palette=[self._trained_colors.get(n, c) for n, c in zip(classes, palette)])
+
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        """Model input [1, 3, S, S] float32 -> logits [K, h, w]."""
-        extra = (self.text_embeddings.astype(np.float32),) if self.open_vocab else ()
-        return np.asarray(self.backend(inputs.astype(np.float32), *extra))[0]
+        """Model input [1, 3, S, S] float32 -> logits [K, h, w] (K = the current vocabulary's size)."""
+        logits = np.asarray(self.backend(inputs.astype(np.float32), *self._vocabulary))[0]
+        return logits[: len(self.card["classes"])] if self.open_vocab else logits
 
     def predict_logits(self, image: np.ndarray) -> np.ndarray:
         """uint8 RGB [H, W, 3] -> logits [K, h, w] at the model's output stride."""
@@ -74,13 +99,11 @@ def load(path: str | Path, threads: int | None = None, text_embeddings: str | np
         text_embeddings = _load_embeddings(Path(text_embeddings))
     if text_embeddings is None and card.get("open_vocab") and (path.parent / "text_embeddings.npy").is_file():
         text_embeddings = _load_embeddings(path.parent / "text_embeddings.npy")
-    if text_embeddings is not None and card.get("open_vocab"):
-        if text_embeddings.shape != (len(card["classes"]), card["text_dim"]):
-            raise UserError(f"text embeddings are {text_embeddings.shape} but this artifact takes "
-                            f"({len(card['classes'])}, {card['text_dim']}) (K is fixed at export)")
-        if classes is not None:
-            card["classes"] = list(classes)
-    return Predictor(backend, card, target, text_embeddings)
+    predictor = Predictor(backend, card, target, text_embeddings if card.get("open_vocab") else None)
+    if classes is not None and card.get("open_vocab"):
+        predictor.set_embeddings(text_embeddings, list(classes))
+    return predictor
+
 
 
 def _load_embeddings(path: Path) -> np.ndarray:

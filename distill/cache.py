@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from distill.teachers import renormalize
 from edgeseg.data import SegmentationSource
+from edgeseg.distributed import World
 from edgeseg.io import atomic_path, write_json
 from edgeseg.preprocess import normalize, resize_image
 
@@ -30,17 +31,24 @@ def cache_key(teacher_id: str, source: SegmentationSource, size: int) -> str:
 
 
 class TeacherCache:
-    """Dense maps and scores of every training image, memory-mapped."""
+    """Dense maps and scores of every training image, memory-mapped (fp16 on disk): a batch reads only
+    its own images' maps, so the cache may be far larger than memory."""
 
     def __init__(self, folder: Path) -> None:
-        self.dense = torch.from_numpy(np.load(folder / "dense.npy", mmap_mode="r")[:].astype(np.float32))
-        self.scores = torch.from_numpy(np.load(folder / "scores.npy", mmap_mode="r")[:].astype(np.float32))
+        self.dense = np.load(folder / "dense.npy", mmap_mode="r")
+        self.scores = np.load(folder / "scores.npy", mmap_mode="r")
 
     @classmethod
     def build(cls, root: str | Path, teacher: torch.nn.Module, source: SegmentationSource, size: int,
-              device: torch.device) -> "TeacherCache":
-        """Load the cache for (teacher, data, size) from `root`, computing it first if absent."""
+              device: torch.device, world: World | None = None) -> "TeacherCache":
+        """Load the cache for (teacher, data, size) from `root`, computing it first if absent. Under torchrun
+        rank 0 alone computes and writes it while the other ranks wait at a barrier, then all read it."""
         folder = Path(root) / cache_key(teacher.id, source, size)
+        if world is not None and world.size > 1:
+            if world.is_main:
+                cls.build(root, teacher, source, size, device)
+            world.barrier()
+            return cls(folder)
         if (folder / "meta.json").is_file():
             print(f"teacher cache: {folder}", file=sys.stderr)
             return cls(folder)
@@ -70,8 +78,9 @@ class TeacherCache:
         theta[:, 1, 1], theta[:, 1, 2] = y1 - y0, y0 + y1 - 1
         grid = F.affine_grid(theta, [len(index), 1, *size], align_corners=False)
 
-        def sample(maps: torch.Tensor) -> torch.Tensor:
-            return F.grid_sample(maps[index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        def sample(maps: np.ndarray) -> torch.Tensor:
+            rows = torch.from_numpy(np.stack([maps[i] for i in index.tolist()]).astype(np.float32))
+            return F.grid_sample(rows, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
         inside = (grid.abs() <= 1).all(dim=-1, keepdim=True).permute(0, 3, 1, 2).float()
         device = geometry.device

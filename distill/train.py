@@ -41,10 +41,13 @@ class DistillRun(Run):
         self.cache = None
         if args.teacher_cache:
             self.cache = TeacherCache.build(args.teacher_cache, self.teacher, self.train_source,
-                                            args.teacher_size or args.img_size, self.device)
+                                            args.teacher_size or args.img_size, self.device, self.world)
         print(f"distill: teacher {self.teacher.id} (dim {self.teacher.dim}), weights seg {args.seg_weight} / "
               f"feature {args.feature_weight} / kl {args.kl_weight} (tau {args.tau})"
               f"{', cached' if self.cache else ''}", file=sys.stderr)
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        return {"projector": self.projector}
 
     def extra_param_groups(self) -> list[dict]:
         return [{"params": list(self.projector.parameters()), "lr_mult": 1.0, "weight_decay": self.args.weight_decay}]

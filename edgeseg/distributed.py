@@ -39,6 +39,14 @@ class World:
         dist.all_reduce(tensor)
         return float(tensor) / self.size
 
+    def mean_dict(self, values: dict[str, float]) -> dict[str, float]:
+        """Per-key means over all processes (one all-reduce; every rank has the same keys)."""
+        if self.size == 1 or not values:
+            return dict(values)
+        tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=self._device())
+        dist.all_reduce(tensor)
+        return {key: float(v) / self.size for key, v in zip(values, tensor.tolist())}
+
     def _device(self) -> torch.device:
         return torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
 

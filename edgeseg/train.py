@@ -40,15 +40,23 @@ from edgeseg.text import get_text_embeddings
 from edgeseg.zeroshot import Split, parse_unseen
 
 
-class TrainForward(torch.nn.Module):
-    """The training forward (all outputs) as a module's forward, so DDP and torch.compile can wrap it."""
+class TrainStep(torch.nn.Module):
+    """One training step's forward: owns everything trainable — the segmenter, the context tokens'
+    prompt learner, a variant's extra modules (distill's projector) — and returns (loss, loss parts).
+    It alone is wrapped by DistributedDataParallel / torch.compile, so every trainable tensor gets
+    its gradient averaged across processes and all ranks keep identical weights."""
 
-    def __init__(self, model: Segmenter) -> None:
+    def __init__(self, run: "Run") -> None:
         super().__init__()
-        self.model = model
+        self.model = run.model
+        self.prompt_learner = run.prompt_learner
+        self.extras = torch.nn.ModuleDict(run.extra_modules())
+        self._run = (run,)  # the losses and text come from the run; a tuple keeps it out of the module tree
 
-    def forward(self, images: torch.Tensor, text: torch.Tensor | None = None) -> dict[str, Any]:
-        return self.model.forward_all(images, text)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, *extra: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        run = self._run[0]
+        outputs = self.model.forward_all(images, run.training_text())
+        return run.compute_loss(outputs, images, labels, extra)
 
 
 def poly_lr(base: float, iteration: int, total: int, warmup: int, power: float = 0.9) -> float:
@@ -70,9 +78,10 @@ def param_groups(model: Segmenter, lr: float, backbone_mult: float, weight_decay
 
 
 def metrics_csv(history: list[dict]) -> str:
-    """The training history as CSV text (one row per logged iteration)."""
-    fields = ["iter", "loss", "lr", "val_mIoU", "val_pixel_accuracy", "val_mIoU_seen", "val_mIoU_unseen", "val_hIoU",
-              "seconds"]
+    """The training history as CSV text (one row per logged iteration; each loss part as loss_<name>)."""
+    parts = sorted({key for row in history for key in row if key.startswith("loss_")})
+    fields = ["iter", "loss", *parts, "lr", "val_mIoU", "val_pixel_accuracy", "val_mIoU_seen", "val_mIoU_unseen",
+              "val_hIoU", "seconds"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
@@ -122,12 +131,6 @@ class Run:
         self.model.to(self.device).train()
         if args.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.forward_module: torch.nn.Module = TrainForward(self.model)
-        if self.world.size > 1:
-            self.forward_module = DistributedDataParallel(
-                self.forward_module, device_ids=[self.world.local_rank] if self.world.backend == "nccl" else None)
-        if args.compile:
-            self.forward_module = torch.compile(self.forward_module)
         self.prompt_learner = None
         if self.card.get("context_tokens"):
             self.prompt_learner = build_prompt_learner(self.card["text_encoder"], self.train_classes,
@@ -139,6 +142,13 @@ class Run:
         if mult is None:
             mult = 0.1 if pretrained_note.startswith("ImageNet") else 1.0
         self.setup()
+        self.train_step = TrainStep(self)
+        self.forward_module: torch.nn.Module = self.train_step
+        if self.world.size > 1:  # after setup(): every trainable module is inside, so DDP averages them all
+            self.forward_module = DistributedDataParallel(
+                self.train_step, device_ids=[self.world.local_rank] if self.world.backend == "nccl" else None)
+        if args.compile:
+            self.forward_module = torch.compile(self.forward_module)
         groups = param_groups(self.model, args.lr, mult, args.weight_decay) + self.extra_param_groups()
         if self.prompt_learner is not None:  # the context tokens learn at the head's lr, no decay (CoOp)
             groups.append({"params": [self.prompt_learner.ctx], "lr_mult": 1.0, "weight_decay": 0.0})
@@ -146,6 +156,7 @@ class Run:
         self.amp_dtype = torch.bfloat16 if args.amp_dtype == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp and self.amp_dtype == torch.float16)
         self.iteration, self.best_miou, self.history = 0, -1.0, []
+        self.loss_parts: dict[str, float] = {}
         if resume_payload is not None:
             self.model.load_state_dict(resume_payload["model"])
             self.optimizer.load_state_dict(resume_payload["optimizer"])
@@ -160,6 +171,11 @@ class Run:
 
     def extra_param_groups(self) -> list[dict]:
         return []
+
+    def extra_modules(self) -> dict[str, torch.nn.Module]:
+        """Trainable modules besides the segmenter and prompt learner (they join the TrainStep, so DDP
+        averages their gradients)."""
+        return {}
 
     def extra_state(self) -> dict[str, Any]:
         return {}
@@ -262,8 +278,8 @@ class Run:
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=args.amp):
-            outputs = self.forward_module(images, self.training_text())
-            loss, _ = self.compute_loss(outputs, images, labels, extra)
+            loss, parts = self.forward_module(images, labels, *extra)
+        self.loss_parts = self.world.mean_dict(parts)
         if not torch.isfinite(loss):
             raise UserError(f"loss became {float(loss)} at iteration {self.iteration}; lower --lr")
         self.optimizer.zero_grad(set_to_none=True)
@@ -352,7 +368,8 @@ def _train(run: Run) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", best=f"{max(run.best_miou, 0):.3f}")
             row: dict[str, Any] = {"iter": run.iteration, "loss": round(loss, 5), "lr": lr,
-                                   "seconds": round(time.time() - start, 1)}
+                                   "seconds": round(time.time() - start, 1),
+                                   **{f"loss_{k}": round(v, 5) for k, v in run.loss_parts.items()}}
             if run.iteration % args.val_interval == 0 or run.iteration == args.iters:
                 if world.is_main:  # rank 0 evaluates the whole val set; the others wait
                     summary = run.validate()

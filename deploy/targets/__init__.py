@@ -15,6 +15,10 @@ from types import ModuleType
 
 from edgeseg.errors import UserError
 
+# Graph inputs by position: the image, then (open vocabulary) the padded class embeddings [K_max, D]
+# and their validity mask [K_max] (1 = a class, 0 = an unused slot).
+INPUT_NAMES = ("image", "text_embeddings", "valid")
+
 TARGETS: dict[str, str] = {
     "onnx": "deploy.targets.onnx",
     "openvino": "deploy.targets.openvino",

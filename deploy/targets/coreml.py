@@ -16,6 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from deploy.targets import INPUT_NAMES
+
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".mlpackage"
 
@@ -64,8 +66,8 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
     source = torch.export.export(module, example_inputs).run_decompositions({})
     inputs = [ct.ImageType(name="image", shape=tuple(example_inputs[0].shape), scale=1.0 / 255.0,
                            bias=[0.0, 0.0, 0.0], color_layout=ct.colorlayout.RGB)]
-    if len(example_inputs) > 1:
-        inputs.append(ct.TensorType(name="text_embeddings", shape=tuple(example_inputs[1].shape), dtype=np.float32))
+    for name, example in zip(INPUT_NAMES[1:], example_inputs[1:]):
+        inputs.append(ct.TensorType(name=name, shape=tuple(example.shape), dtype=np.float32))
     model = ct.convert(source, inputs=inputs, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
                        minimum_deployment_target=ct.target.iOS17 if w8a8 else ct.target.iOS16,
                        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
@@ -79,7 +81,8 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
     model.short_description = f"edgeseg {card['backbone']}/{card['head']} ({len(card['classes'])} classes)"
     model.input_description["image"] = f"RGB image {card['img_size']}x{card['img_size']} (normalisation is inside)"
     if len(example_inputs) > 1:
-        model.input_description["text_embeddings"] = "class text embeddings [K, D] (python -m edgeseg.text)"
+        model.input_description["text_embeddings"] = "class text embeddings [K_max, D], unused rows zero"
+        model.input_description["valid"] = "1 for each row of text_embeddings that is a class, 0 for unused slots"
     model.output_description["logits"] = (f"class scores [1, K, S/{card['output_stride']}, S/{card['output_stride']}]; "
                                           "argmax over K after upsampling gives the mask")
     model.save(str(path))

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deploy.targets import INPUT_NAMES
+
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".onnx"
 OPSET = 17
@@ -45,7 +47,7 @@ def _add_metadata(path: Path, card: dict) -> None:
 
 def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
            calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
-    input_names = ["image", "text_embeddings"][: len(example_inputs)]
+    input_names = list(INPUT_NAMES[: len(example_inputs)])
     if precision == "fp32":
         export_float(graph, example_inputs, path, input_names)
     elif precision == "fp16":

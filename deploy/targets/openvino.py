@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deploy.targets import INPUT_NAMES
+
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".xml"
 
@@ -17,7 +19,7 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
 
     shapes = [ov.PartialShape(list(t.shape)) for t in example_inputs]
     model = ov.convert_model(graph, example_input=example_inputs, input=shapes)
-    for port, name in zip(model.inputs, ["image", "text_embeddings"]):
+    for port, name in zip(model.inputs, INPUT_NAMES):
         port.get_tensor().set_names({name})
     model.outputs[0].get_tensor().set_names({"logits"})
     if precision == "int8":

@@ -82,7 +82,7 @@ class Backend:
         self.inputs = self.interpreter.get_input_details()
         self.output = self.interpreter.get_output_details()[0]
         self.card = None
-        shape = list(self.inputs[0]["shape"])
+        shape = list(next(d for d in self.inputs if len(d["shape"]) == 4)["shape"])
         self.nhwc = len(shape) == 4 and shape[3] == 3 and shape[1] != 3
         import importlib.metadata as md
 
@@ -91,7 +91,9 @@ class Backend:
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
         if self.nhwc:
             inputs = (np.ascontiguousarray(inputs[0].transpose(0, 2, 3, 1)), *inputs[1:])
-        for detail, value in zip(self.inputs, inputs):
+        by_rank = {len(detail["shape"]): detail for detail in self.inputs}  # image 4-d, text 2-d, valid 1-d
+        for value in inputs:
+            detail = by_rank[value.ndim]
             self.interpreter.set_tensor(detail["index"], _quantize(value, detail))
         self.interpreter.invoke()
         logits = _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)

@@ -30,15 +30,17 @@ class BridgeBlock(nn.Module):
         self.text_to_vision = Attention(dim, heads, project_q=False)
         self.cnn = SepConv(dim)
 
-    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixels [B, C, H, W], tokens [B, K, C] -> refined (pixels, tokens)."""
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor,
+                valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels [B, C, H, W], tokens [B, K, C] -> refined (pixels, tokens). `valid` [K] (1 / 0) masks
+        unused class slots out of the token self-attention and the text->vision bridge."""
         height, width = pixels.shape[-2:]
         flat = flatten_pixels(pixels)
         tokens = tokens + self.vision_to_text(self.norm_tokens(tokens), flat)
         normed = self.norm_self(tokens)
-        tokens = tokens + self.self_attn(normed, normed)
+        tokens = tokens + self.self_attn(normed, normed, valid)
         tokens = tokens + self.ffn(self.norm_ffn(tokens))
-        flat = flat + self.text_to_vision(flat, self.norm_bridge(tokens))
+        flat = flat + self.text_to_vision(flat, self.norm_bridge(tokens), valid)
         return self.cnn(unflatten_pixels(flat, height, width)), tokens
 
 
@@ -49,7 +51,8 @@ class BidirectionalFusion(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(BridgeBlock(dim, heads) for _ in range(depth))
 
-    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor,
+                valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         for block in self.blocks:
-            pixels, tokens = block(pixels, tokens)
+            pixels, tokens = block(pixels, tokens, valid)
         return pixels, tokens

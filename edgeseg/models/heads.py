@@ -21,6 +21,8 @@ from edgeseg.models.layers import (
     FPNLite,
     conv_bn_act,
     flatten_pixels,
+    mask_class_maps,
+    masked_softmax,
     unflatten_pixels,
 )
 from edgeseg.models.prompting import ContextDecoder, InstancePrompt, MultiViewScore
@@ -41,9 +43,9 @@ class LinearHead(nn.Module):
         self.text_proj = nn.Linear(text_dim, dim)
         self.score = CosineScore()
 
-    def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor, valid: torch.Tensor | None = None) -> HeadOutput:
         pixels, tokens = self.pixel_proj(features[-1]), self.text_proj(text)
-        return {"logits": self.score(pixels, tokens), "aux": [], "pixels": pixels, "tokens": tokens}
+        return {"logits": mask_class_maps(self.score(pixels, tokens), valid), "aux": [], "pixels": pixels, "tokens": tokens}
 
 
 class TokenPrompts(nn.Module):
@@ -55,11 +57,11 @@ class TokenPrompts(nn.Module):
         self.instance = InstancePrompt(dim) if instance_prompt else None
         self.post = ContextDecoder(dim, heads) if post_prompt else None
 
-    def forward(self, tokens: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, visual: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         if self.instance is not None:
             tokens = self.instance(tokens, visual)
         if self.post is not None:
-            tokens = self.post(tokens, visual)
+            tokens = self.post(tokens, visual, valid)
         return tokens
 
 
@@ -72,11 +74,12 @@ def classify(score: CosineScore, multiview: MultiViewScore | None, pixels: torch
     return logits, ({"views": views} if presence is None else {"views": views, "presence": presence})
 
 
-def score_weighted_tokens(cosine: torch.Tensor, tokens: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def score_weighted_tokens(cosine: torch.Tensor, tokens: torch.Tensor, scale: torch.Tensor,
+                          valid: torch.Tensor | None = None) -> torch.Tensor:
     """K-independent summary of K score maps: per pixel, the class tokens averaged with the softmax of
     their scores. cosine [B, K, H, W], tokens [B, K, D] -> [B, D, H, W] whatever K is."""
     batch, classes, height, width = cosine.shape
-    weights = torch.softmax(cosine * scale, dim=1).reshape(batch, classes, height * width)
+    weights = masked_softmax(cosine * scale, valid, dim=1).reshape(batch, classes, height * width)
     return torch.matmul(tokens.transpose(1, 2), weights).reshape(batch, tokens.shape[-1], height, width)
 
 
@@ -106,7 +109,7 @@ class DenseCLIPHead(nn.Module):
         self.pixel_embed = nn.Conv2d(dim, dim, 1)
         self.multiview = MultiViewScore(dim, views, presence_gate) if views > 1 else None
 
-    def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor, valid: torch.Tensor | None = None) -> HeadOutput:
         x = self.reduce(features[-1])
         height, width = x.shape[-2:]
         flat = flatten_pixels(x)
@@ -114,9 +117,9 @@ class DenseCLIPHead(nn.Module):
         dense = flat + self.attn_pool(self.norm(flat), self.norm(context))
         dense_map = unflatten_pixels(dense, height, width)
         tokens = self.text_proj(text).unsqueeze(0).expand(x.shape[0], -1, -1)
-        tokens = self.prompts(tokens, dense_map)
+        tokens = self.prompts(tokens, dense_map, valid)
         cosine = self.score.cosine(dense_map, tokens)
-        scores = score_weighted_tokens(cosine, tokens, self.score.scale()) if self.class_agnostic else cosine
+        scores = score_weighted_tokens(cosine, tokens, self.score.scale(), valid) if self.class_agnostic else cosine
         x = self.merge(torch.cat([dense_map, scores], dim=1))
         maps = self.decoder.pyramid(x, [features[2], features[1], features[0]])
         aux = [cosine * self.score.scale()]
@@ -124,7 +127,7 @@ class DenseCLIPHead(nn.Module):
             aux += [self.score(embed(m), tokens) for embed, m in zip(self.align_embeds, maps[:2])]
         pixels = self.pixel_embed(maps[-1])
         logits, extras = classify(self.score, self.multiview, pixels, tokens)
-        return {"logits": logits, "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
+        return {"logits": mask_class_maps(logits, valid), "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
 
 
 class FusionHead(nn.Module):
@@ -148,19 +151,19 @@ class FusionHead(nn.Module):
         self.score = CosineScore()
         self.multiview = MultiViewScore(dim, views, presence_gate) if views > 1 else None
 
-    def forward(self, features: list[torch.Tensor], text: torch.Tensor) -> HeadOutput:
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor, valid: torch.Tensor | None = None) -> HeadOutput:
         f3 = self.reduce3(features[2])
         x = f3 + _resize_to(self.reduce4(features[3]), f3)
         tokens = self.text_proj(text).unsqueeze(0).expand(x.shape[0], -1, -1)
-        x, tokens = self.fusion(x, tokens)
-        tokens = self.token_out(self.prompts(tokens, x))
+        x, tokens = self.fusion(x, tokens, valid)
+        tokens = self.token_out(self.prompts(tokens, x, valid))
         aux = [self.score(self.aux_embed(x), tokens)]
         maps = self.decoder.pyramid(x, [features[1], features[0]])
         if self.align_embed is not None:  # ICPC multi-scale alignment: add stride 8 to stride 16
             aux.append(self.score(self.align_embed(maps[0]), tokens))
         pixels = self.pixel_embed(maps[-1])
         logits, extras = classify(self.score, self.multiview, pixels, tokens)
-        return {"logits": logits, "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
+        return {"logits": mask_class_maps(logits, valid), "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
 
 
 HEADS: dict[str, Callable[..., nn.Module]] = {

@@ -52,9 +52,11 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         return x.reshape(b, n, self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, context: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """`key_valid` [N_context] (1 = a key, 0 = a padded one) takes padded keys out of the attention."""
         q, k, v = self._split(self.q(query)), self._split(self.k(context)), self._split(self.v(context))
-        weights = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim)), dim=-1)
+        logits = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
+        weights = masked_softmax(logits, key_valid, dim=-1)
         out = torch.matmul(weights, v).transpose(1, 2)
         return self.out(out.reshape(query.shape[0], query.shape[1], -1))
 
@@ -74,6 +76,29 @@ def flatten_pixels(x: torch.Tensor) -> torch.Tensor:
 def unflatten_pixels(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """[B, H*W, C] -> [B, C, H, W]."""
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], height, width)
+
+
+def masked_softmax(logits: torch.Tensor, valid: torch.Tensor | None, dim: int) -> torch.Tensor:
+    """Softmax over `dim` restricted to the slots where `valid` (a 0/1 vector along `dim`) is 1: the plain
+    softmax times the mask, renormalised. Equal to a softmax over the valid slots alone, and every value
+    stays in [0, 1] (no large negative bias), so int8 quantization keeps its resolution."""
+    if valid is None:
+        return torch.softmax(logits, dim=dim)
+    shape = [1] * logits.dim()
+    shape[dim] = -1
+    # exp / sum written out (no SOFTMAX op: TFLite's int8 softmax fixes its output scale to 1/256)
+    weights = torch.exp(logits - logits.amax(dim=dim, keepdim=True)) * valid.reshape(shape)
+    return weights / weights.sum(dim=dim, keepdim=True).clamp(min=1e-12)
+
+
+def mask_class_maps(maps: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Class maps [B, K, H, W] whose unused slots (valid 0) are set just below the lowest map at each pixel,
+    so they never win the argmax; no constant of its own, so the value range (and int8 scale) barely moves."""
+    if valid is None:
+        return maps
+    keep = valid.reshape(1, -1, 1, 1)
+    floor = maps.amin(dim=1, keepdim=True) - 1.0
+    return maps * keep + floor * (1.0 - keep)
 
 
 def l2_normalize(x: torch.Tensor, dim: int, eps: float = 1e-12) -> torch.Tensor:

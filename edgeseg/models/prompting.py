@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.models.layers import Attention, CosineScore, FeedForward, flatten_pixels, l2_normalize
+from edgeseg.models.layers import (
+    Attention,
+    CosineScore,
+    FeedForward,
+    flatten_pixels,
+    l2_normalize,
+    masked_softmax,
+)
 
 
 class _DecoderLayer(nn.Module):
@@ -31,9 +38,9 @@ class _DecoderLayer(nn.Module):
         self.cross_attn = Attention(dim, heads)
         self.mlp = FeedForward(dim, ratio=4)
 
-    def forward(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, context: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         normed = self.norm1(tokens)
-        tokens = tokens + self.self_attn(normed, normed)
+        tokens = tokens + self.self_attn(normed, normed, valid)
         tokens = tokens + self.cross_attn(self.norm2(tokens), self.norm_ctx(context))
         return tokens + self.mlp(self.norm3(tokens))
 
@@ -48,13 +55,13 @@ class ContextDecoder(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.gamma = nn.Parameter(torch.full((dim,), gamma_init))
 
-    def forward(self, tokens: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, visual: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B, K, D], visual [B, D, H, W] -> tokens + gamma * Dec(tokens, [global; pixels])."""
         flat = flatten_pixels(visual)
         context = torch.cat([flat.mean(dim=1, keepdim=True), flat], dim=1)
         x = tokens
         for layer in self.layers:
-            x = layer(x, context)
+            x = layer(x, context, valid)
         return tokens + self.gamma * self.out(self.out_norm(x))
 
 
@@ -140,11 +147,13 @@ class PromptMatcher(nn.Module):
         nn.init.zeros_(self.prompt.weight)
         nn.init.zeros_(self.prompt.bias)
 
-    def forward(self, feature: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """feature [B, C, H, W], text [K, D_text] -> (prompted feature, interim score map [B, K, H, W])."""
+    def forward(self, feature: torch.Tensor, text: torch.Tensor,
+                valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """feature [B, C, H, W], text [K, D_text] -> (prompted feature, interim score map [B, K, H, W]).
+        `valid` [K] (1 / 0) keeps unused class slots out of the softmax."""
         tokens = self.text_proj(text)
         interim = self.score(self.pixel_proj(feature), tokens)
-        probs = torch.softmax(interim, dim=1)
+        probs = masked_softmax(interim, valid, dim=1)
         if self.class_agnostic:  # [D, K] @ [B, K, HW] -> [B, D, H, W]
             batch, classes, height, width = probs.shape
             probs = torch.matmul(tokens.transpose(0, 1), probs.reshape(batch, classes, -1)).reshape(

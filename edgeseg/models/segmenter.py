@@ -40,32 +40,37 @@ class Segmenter(nn.Module):
             self.backbone.eval()
         return self
 
-    def forward_all(self, image: torch.Tensor, text_embeddings: torch.Tensor | None = None) -> dict[str, Any]:
-        """Logits plus the auxiliary outputs the training losses need."""
+    def forward_all(self, image: torch.Tensor, text_embeddings: torch.Tensor | None = None,
+                    valid: torch.Tensor | None = None) -> dict[str, Any]:
+        """Logits plus the auxiliary outputs the training losses need. `valid` [K] (1 for a class, 0 for an
+        unused slot of a padded vocabulary) keeps unused slots out of every softmax over classes and
+        below every real class in the logits."""
         text = self.text_embeddings if text_embeddings is None else text_embeddings
         if self.matchers is None:
-            return self.head(self.backbone(image), text)
+            return self.head(self.backbone(image), text, valid)
         interim: list[torch.Tensor] = []
 
         def match(stage: int, feature: torch.Tensor) -> torch.Tensor:
-            feature, semantic = self.matchers[stage](feature, text)
+            feature, semantic = self.matchers[stage](feature, text, valid)
             interim.append(semantic)
             return feature
 
-        outputs = self.head(self.backbone(image, match), text)
+        outputs = self.head(self.backbone(image, match), text, valid)
         outputs["aux"] = list(outputs["aux"]) + interim  # interim semantic maps are supervised too
         return outputs
 
-    def forward(self, image: torch.Tensor, text_embeddings: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_all(image, text_embeddings)["logits"]
+    def forward(self, image: torch.Tensor, text_embeddings: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_all(image, text_embeddings, valid)["logits"]
 
 
 class OpenVocabSegmenter(nn.Module):
-    """Export wrapper whose graph takes (image, text_embeddings [K, D])."""
+    """Export wrapper whose graph takes (image, text_embeddings [K_max, D], valid [K_max]): any 1..K_max
+    classes in one static-shape graph; slots with valid 0 never win and do not change the others."""
 
     def __init__(self, model: Segmenter) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
-        return self.model(image, text_embeddings)
+    def forward(self, image: torch.Tensor, text_embeddings: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.model(image, text_embeddings, valid)

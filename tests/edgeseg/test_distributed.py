@@ -1,5 +1,6 @@
 """torchrun on CPU (gloo): both ranks finish, rank 0 alone writes, and the loss curve matches one process."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +49,28 @@ def test_cpu_speed_options(tmp_path):
     for bad, message in ((["--amp", "--amp-dtype", "fp16"], "needs --amp-dtype bf16"), (["--sync-bn"], "needs CUDA")):
         proc = _run([*COMMON, "--device", "cpu", *bad, "--out", str(tmp_path / "b")])
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _probe(runner, args, probe, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29534", str(ROOT / "tests" / "edgeseg" / "ddp_probe.py"), runner, str(probe), *args],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(probe.read_text())
+
+
+def test_every_trainable_tensor_is_identical_across_ranks(tmp_path, tiny_run):
+    """Context tokens (outside the segmenter) and distill's projector are averaged by DDP like the model."""
+    result = _probe("edgeseg", [*COMMON, "--batch-size", "4", "--context-tokens", "4", "--out", str(tmp_path / "a")],
+                    tmp_path / "ctx.json", tmp_path)
+    assert "prompt_learner.ctx" in result["names"] and any(n.startswith("model.head.") for n in result["names"])
+    assert result["max_gap"] == 0.0, {k: v for k, v in result["gaps"].items() if v}
+    single = tmp_path / "single"  # 2 x batch 4 matches 1 x batch 8, as in the plain DDP test
+    assert _run([*COMMON, "--batch-size", "8", "--context-tokens", "4", "--out", str(single)]).returncode == 0
+    gap = max(abs(a - b) / b for a, b in zip(_losses(tmp_path / "a"), _losses(single)))
+    assert gap < 0.03, (_losses(tmp_path / "a"), _losses(single))
+    result = _probe("distill", [*COMMON, "--batch-size", "2", "--teacher", f"ckpt:{tiny_run / 'last.pt'}",
+                                "--out", str(tmp_path / "d")], tmp_path / "distill.json", tmp_path)
+    assert "extras.projector.weight" in result["names"]
+    assert result["max_gap"] == 0.0, {k: v for k, v in result["gaps"].items() if v}

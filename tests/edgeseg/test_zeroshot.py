@@ -149,20 +149,21 @@ def _tiny_run(tmp_path, *extra):
 
 
 def _record(run):
-    """Wrap the run's forward and loss to record the text and labels they receive."""
+    """Wrap the run's text and loss to record the class embeddings and labels the step uses."""
     seen: dict[str, list] = {"text": [], "labels": [], "classes": []}
-    forward, loss = run.forward_module.forward, run.compute_loss
+    text_fn, loss = run.training_text, run.compute_loss
 
-    def recording_forward(images, text=None):
+    def recording_text():
+        text = text_fn()
         seen["text"].append(None if text is None else text.detach().clone())
-        return forward(images, text)
+        return text
 
     def recording_loss(outputs, images, labels, extra):
         seen["labels"].append(labels.clone())
         seen["classes"].append(outputs["logits"].shape[1])
         return loss(outputs, images, labels, extra)
 
-    run.forward_module.forward, run.compute_loss = recording_forward, recording_loss
+    run.training_text, run.compute_loss = recording_text, recording_loss
     return seen
 
 
@@ -299,3 +300,16 @@ def test_distill_takes_the_split_and_refuses_a_teacher_that_saw_unseen_classes(t
     proc = run_cli("distill.train", "--teacher", f"ckpt:{closed / 'last.pt'}", *TINY, "--iters", "2",
                    "--out", str(tmp_path / "leaky"))
     assert proc.returncode == 2 and "would leak them" in proc.stderr
+
+
+def test_yaml_preset_works_exactly_like_the_flag(tmp_path):
+    """Issue #16: a `preset:` key in a --config YAML used to be accepted and ignored."""
+    config = tmp_path / "c.yaml"
+    config.write_text("preset: mvp\nviews: 4\n")
+    from_yaml = vars(parse_with_config(training_parser("t", ""), ["--config", str(config)]))
+    from_flag = vars(parse_with_config(training_parser("t", ""), ["--preset", "mvp", "--views", "4"]))
+    assert {k: v for k, v in from_yaml.items() if k != "config"} == {k: v for k, v in from_flag.items() if k != "config"}
+    assert from_yaml["head"] == "denseclip" and from_yaml["presence_gate"] is True and from_yaml["views"] == 4
+    config.write_text("preset: nonsense\n")
+    with pytest.raises(UserError, match="unknown preset 'nonsense'"):
+        parse_with_config(training_parser("t", ""), ["--config", str(config)])

@@ -1,0 +1,71 @@
+"""Open-vocabulary artifacts: 1..K_max class names in one static graph; padding never changes the mask."""
+import numpy as np
+import pytest
+import torch
+
+from deploy.runtime import load
+from deploy.vocabulary import pad_vocabulary
+from edgeseg.card import load_model
+from edgeseg.data.synthetic import SyntheticScenes
+from edgeseg.errors import UserError
+from edgeseg.models import OpenVocabSegmenter
+from edgeseg.preprocess import preprocess
+from edgeseg.text import get_text_embeddings
+from tests.conftest import run_cli
+
+NEW_NAMES = ["cat", "sofa", "window", "bicycle"]
+
+
+def test_padded_graph_equals_the_unpadded_model(tiny_run):
+    model, card = load_model(str(tiny_run / "best.pt"))
+    image = torch.from_numpy(preprocess(SyntheticScenes("val", 64).load(0)[0], card))
+    embeddings = model.text_embeddings.numpy()
+    for count in (1, 5, len(embeddings)):
+        text, valid = pad_vocabulary(embeddings[:count], 40, embeddings.shape[1])
+        with torch.no_grad():
+            padded = OpenVocabSegmenter(model)(image, torch.from_numpy(text), torch.from_numpy(valid))
+            plain = model(image, torch.from_numpy(embeddings[:count]))
+        torch.testing.assert_close(padded[:, :count], plain, atol=1e-4, rtol=0)
+        assert bool((padded[:, count:] < plain.amin(dim=1, keepdim=True)).all())  # unused slots can never win
+
+
+@pytest.mark.slow
+def test_one_artifact_segments_1_to_k_max_names_on_every_runtime(tiny_run, tmp_path):
+    checkpoint = str(tiny_run / "best.pt")
+    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "onnx,openvino,tflite", "--open-vocab",
+                   "--max-classes", "16", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model, card = load_model(checkpoint)
+    trained = model.text_embeddings.numpy()
+    extended = np.concatenate([trained, get_text_embeddings(NEW_NAMES, card["text_encoder"])])  # 12 + 4 = 16
+    names = [*card["classes"], *NEW_NAMES]
+    images = [SyntheticScenes("val", 64).load(i)[0] for i in range(3)]
+    for target in ("onnx", "openvino", "tflite"):
+        predictor = load(tmp_path / f"{target}-fp32-openvocab")
+        assert predictor.max_classes == 16
+        for count in (1, 5, 16):
+            predictor.set_embeddings(extended[:count], names[:count])
+            assert predictor.classes == names[:count]
+            for image in images:
+                inputs = preprocess(image, card)
+                with torch.no_grad():
+                    reference = model(torch.from_numpy(inputs), torch.from_numpy(extended[:count]))[0].numpy()
+                logits = predictor.run(inputs)
+                assert logits.shape == reference.shape
+                np.testing.assert_allclose(logits, reference, atol=1e-3)
+                assert (logits.argmax(0) == reference.argmax(0)).mean() >= 0.999
+        with pytest.raises(UserError, match="at most 16"):
+            predictor.set_embeddings(np.concatenate([extended, extended[:1]]), names + ["extra"])
+        with pytest.raises(UserError, match="empty"):
+            predictor.set_embeddings(extended[:0], [])
+        with pytest.raises(UserError, match="takes \\[K, 384\\]"):
+            predictor.set_embeddings(np.zeros((2, 512), np.float32), ["a", "b"])
+
+
+def test_max_classes_misuse_is_a_one_line_error(tiny_run, tmp_path):
+    proc = run_cli("deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--max-classes", "16",
+                   "--out", str(tmp_path))
+    assert proc.returncode == 2 and "applies to --open-vocab" in proc.stderr
+    proc = run_cli("deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--open-vocab", "--max-classes", "3",
+                   "--out", str(tmp_path))
+    assert proc.returncode == 2 and "at least 12" in proc.stderr
