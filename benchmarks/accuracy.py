@@ -20,7 +20,7 @@ from edgeseg.card import load_model
 from edgeseg.data import build_source
 from edgeseg.errors import UserError, cli_main
 from edgeseg.evaluate import evaluate_model
-from edgeseg.io import write_json, write_text
+from edgeseg.io import file_hash, write_json, write_text
 from edgeseg.metrics import ConfusionMatrix
 
 
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/bench")
     args = parser.parse_args(argv)
     model, card = load_model(args.checkpoint)
-    card = dict(card, open_vocab=False)
+    card = dict(card, open_vocab=False, source_checkpoint=file_hash(args.checkpoint))
     source = build_source(args.data, "val", card["img_size"])
     if list(source.classes) != list(card["classes"]):
         raise UserError("the data's classes differ from the checkpoint's")

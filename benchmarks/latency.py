@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import subprocess
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -29,7 +31,7 @@ from deploy.export import export_one
 from deploy.targets import TARGETS
 from edgeseg.card import load_model
 from edgeseg.errors import UserError, cli_main
-from edgeseg.io import write_json, write_text
+from edgeseg.io import file_hash, write_json, write_text
 
 FIELDS = ["model", "target", "precision", "threads", "p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "size_mb",
           "peak_rss_mb", "gflops", "achieved_gflops_s", "pixel_agreement", "runtime_version", "status"]
@@ -43,16 +45,29 @@ def _timing(args: list[str]) -> dict:
     return json.loads(proc.stdout)
 
 
+def export_key(card: dict, target: str, precision: str, calibration: list) -> str:
+    """What an artifact was made from: the card (with the checkpoint's hash), target, precision and the
+    calibration images (hashed), so a folder is reused only for exactly the same export."""
+    digest = hashlib.sha256(json.dumps({"card": {k: v for k, v in card.items() if k != "export_key"},
+                                        "target": target, "precision": precision}, sort_keys=True).encode())
+    for sample in calibration:
+        for array in sample:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _artifact(model: torch.nn.Module, card: dict, target: str, precision: str, out: Path,
               calibration: list, verify: list) -> tuple[Path, dict]:
+    """Export (or reuse, when its export key matches) one artifact; the report says whether parity passed."""
     folder = out / f"{target}-{precision}"
-    if (folder / "parity.json").is_file():
-        report = json.loads((folder / "parity.json").read_text())
-        if json.loads((folder / "card.json").read_text()).get("img_size") == card["img_size"]:
-            return folder, report
+    key = export_key(card, target, precision, calibration if precision == "int8" else [])
+    if (folder / "parity.json").is_file() and (folder / "card.json").is_file():
+        if json.loads((folder / "card.json").read_text()).get("export_key") == key:
+            return folder, json.loads((folder / "parity.json").read_text())
+        print(f"{folder}: made from another checkpoint or options; exporting again", file=sys.stderr)
     size = card["img_size"]
-    report = export_one(model, (torch.zeros(1, 3, size, size),), card, target, precision, out, calibration, verify,
-                        enforce=False)
+    report = export_one(model, (torch.zeros(1, 3, size, size),), dict(card, export_key=key), target, precision, out,
+                        calibration, verify, enforce=False)
     return folder, report
 
 
@@ -66,7 +81,8 @@ def plot(rows: list[dict], path: Path, accuracy: dict[str, float]) -> None:
     ok = [r for r in rows if r["status"].startswith("ok")]
     panels = 2 if accuracy else 1
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, max(4, 0.3 * len(ok) + 1.5)), squeeze=False)
-    labels = [f"{r['model']} {r['target']} {r['precision']} t{r['threads']}" for r in ok]
+    labels = [f"{r['model']} {r['target']} {r['precision']} t{r['threads']}"
+              f"{' (below parity threshold)' if 'BELOW' in r['status'] else ''}" for r in ok]
     axes[0][0].barh(labels, [r["p50_ms"] for r in ok], xerr=[r["p90_ms"] - r["p50_ms"] for r in ok], color="tab:blue")
     axes[0][0].set_xlabel("latency p50 (ms), whisker to p90")
     axes[0][0].invert_yaxis()
@@ -118,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--peers", default="lraspp", help=f"comma list of {', '.join(PEERS)}, or none")
     parser.add_argument("--calib-data", default="synthetic", help="int8 calibration images")
+    parser.add_argument("--allow-below-threshold", action="store_true",
+                        help="also time artifacts whose parity is below the export threshold (marked in every "
+                             "table and plot); by default they are skipped, as deploy.export would refuse them")
     parser.add_argument("--accuracy", default=None, help="accuracy.json from benchmarks.accuracy (for the plot)")
     parser.add_argument("--out", default="runs/bench")
     args = parser.parse_args(argv)
@@ -131,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"unknown peer {unknown[0]}; valid: {', '.join(PEERS)}, none")
     out = Path(args.out)
     model, card = load_model(args.checkpoint)
-    card = dict(card, img_size=args.img_size, open_vocab=False)
+    card = dict(card, img_size=args.img_size, open_vocab=False, source_checkpoint=file_hash(args.checkpoint))
     models = {"edgeseg": (model, card), **{name: PEERS[name](card) for name in peers}}
     calibration = [(x,) for x in load_inputs(args.calib_data, card, 16, "train")] if "int8" in precisions else []
     verify = [(x,) for x in load_inputs("synthetic", card, 4, "val")]
@@ -153,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 folder, report = _artifact(net, net_card, target, precision, out / "artifacts" / name, calibration,
                                            verify)
+                if not report.get("passed", True) and not args.allow_below_threshold:
+                    row["status"] = (f"skipped: parity {100 * report.get('pixel_agreement', 0):.2f}% below "
+                                     f"{100 * report.get('threshold', 0):.1f}% (--allow-below-threshold times it)")
+                    rows.append(row)
+                    continue
                 timing = _timing(["--artifact", str(folder), "--threads", str(n), "--warmup", str(args.warmup),
                                   "--runs", str(args.runs)])
                 size_mb, agreement = report["bytes"] / 1e6, report.get("pixel_agreement")
@@ -160,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             row.update({k: timing[k] for k in ("p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "peak_rss_mb",
                                                 "runtime_version", "times_ms")})
             if not passed:
-                row["status"] = "ok, parity below threshold"
+                row["status"] = "ok, BELOW parity threshold"
             row.update(size_mb=size_mb, pixel_agreement=agreement,
                        achieved_gflops_s=row["gflops"] / timing["p50_ms"] * 1000)
         except (UserError, RuntimeError) as exc:

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from deploy.calibration import load_inputs
+from deploy.calibration import check_disjoint, load_inputs_with_ids
 from deploy.parity import compare, torch_reference
 from deploy.targets import TARGETS, get_target
 from edgeseg.card import load_model
@@ -168,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "the head takes any K; a closed-set denseclip head keeps its K)")
     parser.add_argument("--out", default="runs/export", help="output folder")
     parser.add_argument("--verify-images", type=int, default=16, help="images compared against torch")
-    parser.add_argument("--verify-data", default=None, help="images for verification (default: calib data, else synthetic)")
+    parser.add_argument("--verify-data", default=None,
+                        help="images for verification (default: the val split of --calib-data, else of the embedded "
+                             "data; an image folder gives its last images, calibration its first; overlap is an error)")
     parser.add_argument("--int8-io", action="store_true",
                         help="TFLite int8: int8 input/output tensors (the app quantizes with the model's scales); "
                              "default float32 I/O")
@@ -215,17 +217,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         graph, full = model.eval(), ()
     example = (torch.zeros(1, 3, size, size), *(torch.from_numpy(a) for a in full))
-    calibration = []
+    calibration, calibration_ids = [], []
     if "int8" in precisions:
-        images = load_inputs(args.calib_data, card, args.calib_size, "train")
+        images, calibration_ids = load_inputs_with_ids(args.calib_data, card, args.calib_size, "train")
         vocabularies_seen = calibration_vocabularies(trained, card["max_classes"], len(images)) if args.open_vocab \
             else [()] * len(images)
         calibration = [(x, *vocabulary) for x, vocabulary in zip(images, vocabularies_seen)]
     verify = None
-    if not args.no_verify:
+    if not args.no_verify:  # default: the held-out val split (of --calib-data, else the embedded data)
         verify_spec = args.verify_data or args.calib_data or "synthetic"
-        verify = [(x, *vocabularies[i % len(vocabularies)])
-                  for i, x in enumerate(load_inputs(verify_spec, card, args.verify_images, "val"))]
+        images, verify_ids = load_inputs_with_ids(verify_spec, card, args.verify_images, "val")
+        check_disjoint(calibration_ids, verify_ids)
+        verify = [(x, *vocabularies[i % len(vocabularies)]) for i, x in enumerate(images)]
     out_dir = Path(args.out)
     rows = []
     for target in targets:

@@ -11,7 +11,6 @@ Every teacher maps images normalised with *its own* mean/std to (dense [B, D, h,
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -121,8 +120,7 @@ def _openclip_teacher(spec: str, classes: Sequence[str], config: str | None) -> 
     if not name or not pretrained:
         raise UserError(f"bad teacher 'openclip:{spec}': use openclip:NAME/PRETRAINED "
                         "(PRETRAINED: an open_clip tag whose weights are cached, or a local checkpoint file)")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    encoder = OpenCLIPEncoder(spec)  # clear error when the weights are not on disk
+    encoder = OpenCLIPEncoder(spec)  # loads with the hub offline, for that call only  # clear error when the weights are not on disk
     text = torch.from_numpy(class_embeddings(encoder, classes))
     return OpenCLIPTeacher(encoder._model, text, f"openclip:{name}/{Path(pretrained).name}")
 

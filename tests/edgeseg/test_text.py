@@ -1,4 +1,5 @@
 """Text embeddings: template ensembling, the real offline encoder, and the cache (hit / miss / stale)."""
+import os
 import numpy as np
 import pytest
 
@@ -67,3 +68,12 @@ def test_unknown_encoder_is_a_user_error():
 def test_openclip_without_weights_names_the_fix():
     with pytest.raises(UserError, match="openclip:NAME/PATH"):
         build_encoder("openclip:ViT-B-32/laion2b_s34b_b79k")
+
+
+def test_loading_the_text_encoder_leaves_the_environment_as_it_was(monkeypatch):
+    """Issue #16: HF_HUB_OFFLINE used to stay set after a text encoder load, stopping later hub downloads."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    encoder = build_encoder("minilm")
+    assert encoder.encode(["a cat"]).shape == (1, 384)
+    assert "HF_HUB_OFFLINE" not in os.environ and os.environ["TRANSFORMERS_OFFLINE"] == "0"
