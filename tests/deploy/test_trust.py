@@ -1,11 +1,9 @@
 """Numbers a reader can trust (issue #16): calibration and verification images are disjoint, benchmark
 artifacts are re-exported when the checkpoint changes, OpenVINO fp32 rows really run in f32."""
 import json
-import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from benchmarks.latency import _artifact
 from deploy.calibration import check_disjoint, load_inputs_with_ids
