@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from deploy.calibration import check_disjoint, load_inputs_with_ids
-from deploy.parity import compare, torch_reference
+from deploy.parity import THRESHOLDS, compare, torch_reference
 from deploy.targets import TARGETS, get_target
 from edgeseg.card import load_model
 from edgeseg.errors import CheckFailed, UserError, cli_main
-from edgeseg.io import atomic_path, file_hash, write_json
+from edgeseg.io import atomic_path, file_hash, load_checkpoint, write_json
 from deploy.vocabulary import (
     DEFAULT_MIN_SLOTS,
     calibration_vocabularies,
@@ -143,6 +143,23 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
     return report
 
 
+def _text_encoder(folder: Path, card: dict, context: dict | None, target: str, precision: str,
+                  verify: list[tuple[np.ndarray, ...]] | None) -> dict:
+    """Export the text tower into the published artifact folder and check it: embedding cosine and masks."""
+    from deploy.text_export import check_masks, export_text_encoder
+
+    print(f"  text encoder {target} ...", file=sys.stderr, flush=True)
+    artifact_card = json.loads((folder / "card.json").read_text())
+    report = export_text_encoder(artifact_card, context, target, precision, folder / "text_encoder")
+    if verify is not None:
+        report["mask_agreement_by_classes"] = check_masks(folder, artifact_card, context, verify[:8],
+                                                          THRESHOLDS[precision])
+        write_json(folder / "text_encoder" / "parity.json", report)
+    print(f"  {folder / 'text_encoder'}: min cosine {report['min_cosine']:.5f} over {report['names']} names"
+          f"{'; masks ' + str(report.get('mask_agreement_by_classes')) if verify is not None else ''}", file=sys.stderr)
+    return report
+
+
 def output_classes(card: dict) -> int:
     """Class maps the graph returns: K_max slots for open-vocab artifacts, else the trained K."""
     return int(card.get("max_classes") or len(card["classes"])) if card.get("open_vocab") else len(card["classes"])
@@ -179,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--coreml-w8a8", action="store_true",
                         help="Core ML int8: quantize activations too (W8A8, iOS 17+; calibrated in torch on "
                              "--calib-data); default int8 weights only (iOS 16+)")
+    parser.add_argument("--text-encoder", action="store_true",
+                        help="--open-vocab: also export the model's text tower (+ tokenizer assets) into "
+                             "<artifact>/text_encoder, so the device embeds names a user types (set_classes)")
     parser.add_argument("--no-verify", action="store_true", help="skip the artifact-vs-torch comparison")
     args = parser.parse_args(argv)
     targets = _split(args.target, list(TARGETS), "target")
@@ -193,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("int8 needs --calib-data: a folder of images like those the model will see "
                         "(or 'synthetic' for the embedded data)")
     model, card = load_model(args.checkpoint)
+    context = load_checkpoint(args.checkpoint).get("context") if args.text_encoder else None
     if args.img_size:
         if args.img_size % 32:
             raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
@@ -212,8 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         vocabularies = parity_vocabularies(trained, max_classes)
         graph: torch.nn.Module = OpenVocabSegmenter(model).eval()
         full = pad_vocabulary(trained, max_classes, int(card["text_dim"]))
-    elif args.max_classes:
-        raise UserError("--max-classes applies to --open-vocab artifacts only")
+    elif args.max_classes or args.text_encoder:
+        raise UserError(f"--{'max-classes' if args.max_classes else 'text-encoder'} applies to --open-vocab "
+                        "artifacts only: add --open-vocab")
     else:
         graph, full = model.eval(), ()
     example = (torch.zeros(1, 3, size, size), *(torch.from_numpy(a) for a in full))
@@ -235,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for precision in precisions:
             print(f"exporting {target} {precision} ...", file=sys.stderr, flush=True)
             report = export_one(graph, example, card, target, precision, out_dir, calibration, verify)
+            if args.text_encoder:
+                report["text_encoder"] = _text_encoder(Path(report["artifact"]).parent, card, context, target,
+                                                       precision, verify)
             rows.append(report)
             measured = report if "pixel_agreement" in report else report.get("simulated", {})
             check = (f"agreement {100 * measured['pixel_agreement']:.2f}%  max|dlogit| "

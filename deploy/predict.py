@@ -1,16 +1,16 @@
-"""Segment images with an exported artifact (any runtime), writing overlays and masks.
+"""Segment images with an exported artifact (any runtime), writing overlays and masks. Imports no torch.
 
 python -m deploy.predict --model runs/export/onnx-fp32/model.onnx --source IMG_OR_DIR --out DIR
+python -m deploy.predict --model runs/export/tflite-fp32-openvocab --classes "sky,grass,road" --source IMG_OR_DIR
 """
 from __future__ import annotations
 
 import argparse
 from typing import Sequence
 
-from deploy.runtime import load
-from edgeseg.errors import cli_main
-from edgeseg.predict import write_predictions
-from edgeseg.text import read_class_names
+from deploy.runtime import _load_embeddings, load
+from edgeseg.errors import UserError, cli_main
+from edgeseg.predict import parse_class_names, write_predictions
 
 
 @cli_main
@@ -20,11 +20,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--source", required=True, help="an image file or a folder of images")
     parser.add_argument("--out", default="runs/predict", help="output folder")
     parser.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's)")
-    parser.add_argument("--text-embeddings", default=None, help="open-vocab artifacts: [K, D] .npy from edgeseg.text")
-    parser.add_argument("--classes", default=None, help="open-vocab artifacts: class names file matching the .npy")
+    parser.add_argument("--classes", default=None, metavar="NAMES|FILE",
+                        help="open-vocab artifacts: the class names to segment (comma list or one per line); embedded "
+                             "by the artifact's text encoder (--text-encoder export) unless --text-embeddings is given")
+    parser.add_argument("--text-embeddings", default=None,
+                        help="open-vocab artifacts: [K, D] .npy from python -m edgeseg.text, for the --classes names")
     args = parser.parse_args(argv)
-    classes = read_class_names(args.classes) if args.classes else None
-    predictor = load(args.model, args.threads, args.text_embeddings, classes)
+    predictor = load(args.model, args.threads)
+    if args.text_embeddings and not args.classes:
+        raise UserError("--text-embeddings needs --classes: the names of its rows, in order")
+    if args.classes:
+        names = parse_class_names(args.classes)
+        if args.text_embeddings:
+            predictor.set_embeddings(_load_embeddings(args.text_embeddings), names)
+        else:
+            predictor.set_classes(names)
     write_predictions(predictor.run, predictor.card, args.source, args.out)
     return 0
 

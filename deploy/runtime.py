@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from deploy.targets import get_target, target_for_artifact
+from deploy.tokenizer import WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
 from edgeseg.card import check_card, default_palette
 from edgeseg.errors import UserError
@@ -28,6 +29,7 @@ class Predictor:
         self.max_classes = int(card.get("max_classes") or len(card["classes"]))
         self._vocabulary: tuple[np.ndarray, ...] = ()
         self._trained_colors = dict(zip(card["classes"], card["palette"]))  # known names keep their colour
+        self.text_encoder: TextEncoder | None = None
         if self.open_vocab:
             if text_embeddings is None:
                 raise UserError("open-vocabulary artifact: pass text embeddings (python -m edgeseg.text --out emb.npy)")
@@ -56,6 +58,21 @@ class Predictor:
         self.card = dict(self.card, classes=list(classes),
                          palette=[self._trained_colors.get(n, c) for n, c in zip(classes, palette)])
 
+    def set_classes(self, names: list[str]) -> None:
+        """Segment these class names from now on, embedded on the device by the exported text encoder."""
+        if not self.open_vocab:
+            raise UserError(f"{self.target} artifact has its {len(self.classes)} classes baked in; "
+                            "export with --open-vocab --text-encoder to change the vocabulary")
+        check_class_names(names)
+        if len(names) > self.max_classes:
+            raise UserError(f"{len(names)} classes given but this artifact holds at most {self.max_classes} "
+                            "(re-export with a larger --max-classes)")
+        if self.text_encoder is None:
+            raise UserError("this artifact has no text encoder beside it (export with --text-encoder), or embed the "
+                            "names with python -m edgeseg.text and call set_embeddings")
+        names = [n.strip() for n in names]
+        self.set_embeddings(self.text_encoder.embed(names), names)
+
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Model input [1, 3, S, S] float32 -> logits [K, h, w] (K = the current vocabulary's size)."""
         logits = np.asarray(self.backend(inputs.astype(np.float32), *self._vocabulary))[0]
@@ -68,6 +85,64 @@ class Predictor:
     def predict(self, image: np.ndarray) -> np.ndarray:
         """uint8 RGB [H, W, 3] -> class-index mask [H, W]."""
         return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1])
+
+
+class TextEncoder:
+    """The exported text tower of an open-vocabulary artifact (its `text_encoder/` folder): class names ->
+    embeddings [K, D] with numpy tokenization and the card's template ensemble; no torch."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+        folder = Path(folder)
+        card_file = folder / "text_card.json"
+        if not card_file.is_file():
+            raise UserError(f"{folder} holds no text encoder (text_card.json missing); export with --text-encoder")
+        try:
+            self.card = json.loads(card_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{card_file} is not readable JSON: {exc}") from exc
+        module = get_target(self.card["target"])
+        artifact = folder / f"model{module.SUFFIX}"
+        try:
+            self.backend = module.load(artifact, threads)
+        except Exception as exc:  # a truncated or foreign file: the runtime's own error, in one line
+            raise UserError(f"text encoder {artifact} cannot be loaded ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); export it again") from exc
+        self.version = self.backend.version
+        self.tokenizer = WordPieceTokenizer(folder / self.card["vocab"], self.card["lowercase"], self.card["max_length"])
+
+    def prompts(self, name: str) -> list[str]:
+        return [template.format(name) for template in self.card["templates"]] or [name]
+
+    def embed(self, names: list[str]) -> np.ndarray:
+        """[K, D] float32 L2-normalised class embeddings, as edgeseg.text / the learned context gives them."""
+        check_class_names(names)
+        rows = []
+        for name in names:
+            prompts = self.prompts(name)
+            ids, truncated = self.tokenizer.encode(prompts, reserved=self.card["context_tokens"])
+            if truncated:
+                room = self.card["max_length"] - 2 - self.card["context_tokens"]
+                raise UserError(f"class name '{name[:40]}' is too long for this text encoder: its prompt exceeds "
+                                f"{room} tokens ('{truncated[0][:60]}'); shorten it")
+            if all(token == self.tokenizer.unk for token in self.tokenizer.tokens(name)):
+                raise UserError(f"class name '{name[:40]}' has no word this text encoder knows (all [UNK])")
+            vectors = np.concatenate([np.asarray(self.backend(ids[i: i + self.card["batch"]]), np.float32)
+                                      for i in range(0, len(ids), self.card["batch"])])
+            mean = vectors.mean(axis=0)
+            rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        return np.stack(rows).astype(np.float32)
+
+
+def check_class_names(names: list[str]) -> None:
+    """A vocabulary a user typed: non-empty names, no duplicates."""
+    if not isinstance(names, (list, tuple)) or not names:
+        raise UserError("give at least one class name")
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise UserError("class names must be non-empty strings")
+    stripped = [n.strip() for n in names]
+    if len(set(stripped)) != len(stripped):
+        raise UserError(f"class name '{next(n for n in stripped if stripped.count(n) > 1)}' is given twice")
 
 
 def read_card(path: Path, backend: Any) -> dict:
@@ -100,13 +175,22 @@ def load(path: str | Path, threads: int | None = None, text_embeddings: str | np
     if text_embeddings is None and card.get("open_vocab") and (path.parent / "text_embeddings.npy").is_file():
         text_embeddings = _load_embeddings(path.parent / "text_embeddings.npy")
     predictor = Predictor(backend, card, target, text_embeddings if card.get("open_vocab") else None)
+    if card.get("open_vocab") and (path.parent / "text_encoder").is_dir():
+        predictor.text_encoder = TextEncoder(path.parent / "text_encoder", threads)
+        spec = predictor.text_encoder.card
+        if (spec["text_encoder"], spec["text_dim"]) != (card["text_encoder"], card["text_dim"]) or \
+                spec.get("source_checkpoint") != card.get("source_checkpoint"):
+            raise UserError(f"{path.parent / 'text_encoder'} does not belong to this segmenter (text encoder "
+                            f"{spec['text_encoder']}/{spec['text_dim']}-d from checkpoint {spec.get('source_checkpoint')} vs "
+                            f"{card['text_encoder']}/{card['text_dim']}-d from {card.get('source_checkpoint')})")
     if classes is not None and card.get("open_vocab"):
         predictor.set_embeddings(text_embeddings, list(classes))
     return predictor
 
 
 
-def _load_embeddings(path: Path) -> np.ndarray:
+def _load_embeddings(path: str | Path) -> np.ndarray:
+    path = Path(path)
     try:
         return np.load(path, allow_pickle=False).astype(np.float32)
     except (OSError, ValueError) as exc:

@@ -6,11 +6,13 @@ artifact, so that training, evaluation, export verification and runtimes cannot 
 from __future__ import annotations
 
 import colorsys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 
 from edgeseg.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
+    import torch
 
 CARD_FORMAT = "edgeseg-card/1"
 IGNORE_INDEX = 255
@@ -58,6 +60,8 @@ def check_card(card: Any, source: str) -> dict[str, Any]:
 
 def build_model(card: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """Rebuild the segmenter a card describes (and load its weights, strictly)."""
+    import torch
+
     from edgeseg.models import Segmenter
 
     text = torch.zeros(len(card["classes"]), int(card["text_dim"]))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from edgeseg.errors import UserError
@@ -87,6 +86,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Atomically save a checkpoint made of tensors and plain Python values only."""
+    import torch  # lazily: image and file helpers serve torch-free runtimes too
+
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -98,6 +99,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path} is not an edgeseg checkpoint (not a torch zip file)")
     try:
+        import torch
+
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from edgeseg.card import build_model, check_card
@@ -22,11 +21,16 @@ from edgeseg.errors import UserError, cli_main
 from edgeseg.io import list_images, load_checkpoint, read_image, write_json, write_png
 from edgeseg.preprocess import logits_to_mask, overlay, preprocess
 
+if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
+    import torch
+
 
 def torch_logits_fn(model: torch.nn.Module, device: str = "cpu",
                     text_embeddings: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function from a preprocessed input [1, 3, S, S] to logits [K, h, w] for a torch model
     (scored against `text_embeddings` [K, D] instead of its own classes when given)."""
+    import torch
+
     text = None if text_embeddings is None else torch.from_numpy(np.asarray(text_embeddings, np.float32)).to(device)
 
     @torch.no_grad()
@@ -89,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--classes", default=None, metavar="NAMES|FILE",
                         help="segment these class names instead of the model's own (comma list or one per line; "
                              "any names, unseen ones included, for a model whose head takes any vocabulary)")
+    import torch
+
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     payload = load_checkpoint(args.checkpoint)

