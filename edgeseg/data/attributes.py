@@ -19,6 +19,8 @@ import itertools
 
 import numpy as np
 
+from edgeseg.data.synthetic import GeneratedScenes
+
 COLOURS: dict[str, float] = {"red": 0.0, "yellow": 0.15, "green": 0.33, "blue": 0.62}  # hue
 PATTERNS = ("striped", "dotted", "checkered")
 SHAPES = ("circle", "square", "triangle")
@@ -111,24 +113,11 @@ def generate_scene(seed: int, index: int, size: int) -> tuple[np.ndarray, np.nda
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), mask
 
 
-class SyntheticAttributes:
-    """`length` deterministic generated scenes of `size` pixels; train seed 3000, val seed 4000 by default."""
+class SyntheticAttributes(GeneratedScenes):
+    """The zero-shot embedded data (train seed 3000, val seed 4000)."""
 
     name = "synthetic-attributes"
     classes = CLASSES
     unseen = UNSEEN
-
-    def __init__(self, split: str = "train", size: int = 128, length: int | None = None, seed: int | None = None):
-        self.split = split
-        self.size = size
-        self.length = length or (2000 if split == "train" else 100)
-        self.seed = seed if seed is not None else (3000 if split == "train" else 4000)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        return generate_scene(self.seed, index, self.size)
-
-    def describe(self, index: int) -> str:
-        return f"{self.name}[{self.split}#{index}]"
+    seeds = {"train": 3000, "val": 4000}
+    generate = staticmethod(generate_scene)

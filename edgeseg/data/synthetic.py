@@ -199,23 +199,38 @@ def generate_scene(seed: int, index: int, size: int) -> tuple[np.ndarray, np.nda
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), mask
 
 
-class SyntheticScenes:
-    """`length` deterministic generated scenes of `size` pixels; train seed 0, val seed 1 by default."""
+class GeneratedScenes:
+    """Base of the embedded datasets: `length` deterministic scenes of `size` pixels made by `generate`
+    (seed, index, size); 2000 train / 100 val scenes with one seed per split."""
 
-    name = "synthetic-scenes"
-    classes = CLASSES
+    name = ""
+    classes: list[str] = []
+    seeds = {"train": 0, "val": 1}
+
+    @staticmethod
+    def generate(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     def __init__(self, split: str = "train", size: int = 128, length: int | None = None, seed: int | None = None):
         self.split = split
         self.size = size
         self.length = length or (2000 if split == "train" else 100)
-        self.seed = seed if seed is not None else (1000 if split == "train" else 2000)
+        self.seed = seed if seed is not None else self.seeds["train" if split == "train" else "val"]
 
     def __len__(self) -> int:
         return self.length
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        return generate_scene(self.seed, index, self.size)
+        return self.generate(self.seed, index, self.size)
 
     def describe(self, index: int) -> str:
         return f"{self.name}[{self.split}#{index}]"
+
+
+class SyntheticScenes(GeneratedScenes):
+    """The default embedded data (train seed 1000, val seed 2000)."""
+
+    name = "synthetic-scenes"
+    classes = CLASSES
+    seeds = {"train": 1000, "val": 2000}
+    generate = staticmethod(generate_scene)
