@@ -122,7 +122,11 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
         summary = module.spec_summary(artifact)
         expected_out = [1, output_classes(card), card["img_size"] // card["output_stride"],
                         card["img_size"] // card["output_stride"]]
+        vocabulary_ok = not card["open_vocab"] or (
+            summary["inputs"].get("text_embeddings") == [output_classes(card), int(card["text_dim"])]
+            and summary["inputs"].get("valid") == [output_classes(card)])
         ok = (summary["inputs"].get("image") == [1, 3, card["img_size"], card["img_size"]] and summary["image_input"]
+              and vocabulary_ok
               and summary["outputs"].get("logits") == expected_out and "edgeseg_card" in summary["metadata"]
               and (not card.get("w8a8") or {"quantize", "dequantize"} <= set(summary["ops"])))
         report = {"verified": "spec-only (Core ML prediction needs macOS)", "passed": ok,
@@ -151,12 +155,13 @@ def _text_encoder(folder: Path, card: dict, context: dict | None, target: str, p
     print(f"  text encoder {target} ...", file=sys.stderr, flush=True)
     artifact_card = json.loads((folder / "card.json").read_text())
     report = export_text_encoder(artifact_card, context, target, precision, folder / "text_encoder")
-    if verify is not None:
+    if verify is not None and (target != "coreml" or platform.system() == "Darwin"):  # Core ML runs on macOS only
         report["mask_agreement_by_classes"] = check_masks(folder, artifact_card, context, verify[:8],
                                                           THRESHOLDS[precision])
         write_json(folder / "text_encoder" / "parity.json", report)
     print(f"  {folder / 'text_encoder'}: min cosine {report['min_cosine']:.5f} over {report['names']} names"
-          f"{'; masks ' + str(report.get('mask_agreement_by_classes')) if verify is not None else ''}", file=sys.stderr)
+          f"{'; masks ' + str(report['mask_agreement_by_classes']) if 'mask_agreement_by_classes' in report else ''}",
+          file=sys.stderr)
     return report
 
 

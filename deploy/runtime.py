@@ -91,7 +91,8 @@ class TextEncoder:
     """The exported text tower of an open-vocabulary artifact (its `text_encoder/` folder): class names ->
     embeddings [K, D] with numpy tokenization and the card's template ensemble; no torch."""
 
-    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, threads: int | None = None, backend: Any = None) -> None:
+        """`backend` replaces the artifact's runtime (a torch simulation where the runtime cannot run here)."""
         folder = Path(folder)
         card_file = folder / "text_card.json"
         if not card_file.is_file():
@@ -103,7 +104,7 @@ class TextEncoder:
         module = get_target(self.card["target"])
         artifact = folder / f"model{module.SUFFIX}"
         try:
-            self.backend = module.load(artifact, threads)
+            self.backend = backend or module.load(artifact, threads)
         except Exception as exc:  # a truncated or foreign file: the runtime's own error, in one line
             raise UserError(f"text encoder {artifact} cannot be loaded ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); export it again") from exc

@@ -89,6 +89,24 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
     return simulation
 
 
+def export_text(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision: str, spec: dict) -> None:
+    """The text encoder (token ids [N, L] int32 -> embeddings [N, D]) as an mlprogram; spec in the metadata."""
+    import coremltools as ct
+
+    source = torch.export.export(graph.eval(), example_inputs).run_decompositions({})
+    model = ct.convert(source, inputs=[ct.TensorType(name="input_ids", shape=tuple(example_inputs[0].shape),
+                                                     dtype=np.int32)],
+                       outputs=[ct.TensorType(name="embeddings")], convert_to="mlprogram",
+                       minimum_deployment_target=ct.target.iOS16,
+                       compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
+    model.user_defined_metadata["edgeseg_text_encoder"] = json.dumps(spec)
+    model.short_description = f"edgeseg text encoder ({spec['text_encoder']}, {spec['text_dim']}-d)"
+    model.input_description["input_ids"] = (f"WordPiece ids [N, {spec['max_length']}] (vocab.txt; [CLS] .. [SEP], "
+                                            "pad 0): the prompts of one class name")
+    model.output_description["embeddings"] = "L2-normalised prompt embeddings [N, D]; average and renormalise"
+    model.save(str(path))
+
+
 def spec_summary(path: Path) -> dict:
     """What can be checked without macOS: inputs, outputs, metadata and the op types of the program."""
     import coremltools as ct

@@ -98,3 +98,21 @@ def test_foreign_or_truncated_text_encoder_is_refused(exported, tmp_path):
     model.write_bytes(model.read_bytes()[:1000])
     with pytest.raises(UserError, match="cannot be loaded"):
         TextEncoder(copy / "text_encoder")
+
+
+@pytest.mark.slow
+def test_core_ml_open_vocab_and_text_encoder_pass_the_spec_check(tiny_run, tmp_path):
+    """On Linux: both packages convert; inputs (image, text_embeddings, valid / input_ids), outputs and
+    metadata are checked; the text graph's cosine is from its torch simulation (Core ML runs on macOS)."""
+    pytest.importorskip("coremltools")
+    proc = run_cli("deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--target", "coreml", "--open-vocab",
+                   "--max-classes", "16", "--text-encoder", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = tmp_path / "coreml-fp32-openvocab"
+    parity = json.loads((folder / "parity.json").read_text())
+    assert parity["passed"] is True
+    assert parity["spec"]["inputs"] == {"image": [1, 3, 64, 64], "text_embeddings": [16, 384], "valid": [16]}
+    assert parity["spec"]["outputs"]["logits"] == [1, 16, 16, 16]
+    text = json.loads((folder / "text_encoder" / "parity.json").read_text())
+    assert text["passed"] and text["min_cosine"] >= 0.9999 and "simulation" in text["verified"]
+    assert text["spec"]["inputs"] == {"input_ids": [12, 32]} and text["spec"]["outputs"] == {"embeddings": [12, 384]}
