@@ -116,3 +116,22 @@ def test_core_ml_open_vocab_and_text_encoder_pass_the_spec_check(tiny_run, tmp_p
     text = json.loads((folder / "text_encoder" / "parity.json").read_text())
     assert text["passed"] and text["min_cosine"] >= 0.9999 and "simulation" in text["verified"]
     assert text["spec"]["inputs"] == {"input_ids": [12, 32]} and text["spec"]["outputs"] == {"embeddings": [12, 384]}
+
+
+@pytest.mark.slow
+def test_tflite_text_encoder_names_typed_without_torch(tiny_run, tmp_path):
+    """The acceptance path on TFLite: export with --text-encoder, then deploy.predict --classes, torch never imported."""
+    proc = run_cli("deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--target", "tflite", "--open-vocab",
+                   "--max-classes", "16", "--text-encoder", "--out", str(tmp_path / "export"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = tmp_path / "export" / "tflite-fp32-openvocab"
+    assert json.loads((folder / "text_encoder" / "parity.json").read_text())["min_cosine"] >= 0.9999
+    code = ("import sys; from deploy.predict import main; rc = main(sys.argv[1:]); "
+            "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules), 'torch imported'; "
+            "sys.exit(rc)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
+    proc = subprocess.run([sys.executable, "-c", code, "--model", str(folder), "--classes", "sky,grass,road",
+                           "--source", str(ROOT / "examples"), "--out", str(tmp_path / "p")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [e["class"] for e in json.loads((tmp_path / "p" / "legend.json").read_text())] == ["sky", "grass", "road"]
