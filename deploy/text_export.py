@@ -101,9 +101,35 @@ class _torch_backend:
         return self.graph(torch.from_numpy(ids)).numpy()
 
 
-def text_precision(precision: str) -> str:
-    """The text tower ships in fp32 / fp16; next to an int8 segmenter it is fp16 (its int8 is not built)."""
-    return "fp16" if precision == "int8" else precision
+def text_precision(precision: str, target: str) -> str:
+    """The text tower's precision: the segmenter's; int8 = int8 weights with float activations (ONNX Runtime
+    dynamic quantization, OpenVINO weight compression); TFLite and Core ML int8 ship it in fp16."""
+    if precision == "int8" and target in ("tflite", "coreml"):
+        return "fp16"
+    return precision
+
+
+def _int8_weights(graph: nn.Module, example: tuple, artifact: Path, target: str, spec: dict) -> None:
+    """The text tower with int8 weights: its activations (LayerNorm, softmax, GELU) stay float."""
+    module = get_target(target)
+    if target == "onnx":
+        import tempfile
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with tempfile.TemporaryDirectory() as tmp:
+            float_path = Path(tmp) / "float.onnx"
+            module.export(graph, example, float_path, "fp32", [], spec)
+            quantize_dynamic(str(float_path), str(artifact), weight_type=QuantType.QInt8, per_channel=True)  # per tensor: cos 0.97
+        return
+    import nncf
+    import openvino as ov
+
+    module.export(graph, example, artifact, "fp32", [], spec)
+    compressed = nncf.compress_weights(ov.Core().read_model(str(artifact)), mode=nncf.CompressWeightsMode.INT8_ASYM)
+    for suffix in (".xml", ".bin"):
+        artifact.with_suffix(suffix).unlink()
+    ov.save_model(compressed, str(artifact), compress_to_fp16=False)
 
 
 def export_text_encoder(card: dict, context: dict | None, target: str, precision: str, folder: Path) -> dict:
@@ -125,7 +151,7 @@ def export_text_encoder(card: dict, context: dict | None, target: str, precision
     graph = TextTowerGraph(bert, context["ctx"] if count else None).eval()
     batch = 1 if count else len(TEMPLATES)
     spec = {"format": "edgeseg-text-encoder/1", "text_encoder": card["text_encoder"], "text_dim": int(card["text_dim"]),
-            "target": target, "precision": text_precision(precision), "tokenizer": "bert-wordpiece",
+            "target": target, "precision": text_precision(precision, target), "tokenizer": "bert-wordpiece",
             "lowercase": True, "vocab": "vocab.txt", "tokenizer_json": "tokenizer.json", "max_length": MAX_LENGTH,
             "pad_id": 0, "batch": batch, "pooling": "mean over non-padding tokens, then L2 normalise",
             "prompts": "context" if count else "templates", "templates": [] if count else list(TEMPLATES),
@@ -140,6 +166,8 @@ def export_text_encoder(card: dict, context: dict | None, target: str, precision
         try:
             if target == "coreml":
                 module.export_text(graph, example, artifact, spec["precision"], spec)
+            elif spec["precision"] == "int8":
+                _int8_weights(graph, example, artifact, target, spec)
             else:
                 module.export(graph, example, artifact, spec["precision"], [], spec)
         except UserError:

@@ -135,3 +135,18 @@ def test_tflite_text_encoder_names_typed_without_torch(tiny_run, tmp_path):
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [e["class"] for e in json.loads((tmp_path / "p" / "legend.json").read_text())] == ["sky", "grass", "road"]
+
+
+@pytest.mark.slow
+def test_int8_text_encoder_keeps_cosine(tiny_run, tmp_path):
+    """int8 weights (per channel, float activations): cosine to torch >= 0.99 and a quarter of the size."""
+    proc = run_cli("deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--target", "onnx,openvino",
+                   "--precision", "int8", "--calib-data", "synthetic", "--calib-size", "4", "--no-verify",
+                   "--open-vocab", "--max-classes", "16", "--text-encoder", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for target in ("onnx", "openvino"):
+        folder = tmp_path / f"{target}-int8-openvocab" / "text_encoder"
+        parity = json.loads((folder / "parity.json").read_text())
+        assert json.loads((folder / "text_card.json").read_text())["precision"] == "int8"
+        assert parity["passed"] and parity["min_cosine"] >= 0.99
+        assert sum(p.stat().st_size for p in folder.glob("model.*")) < 30e6  # fp32: 90 MB
