@@ -44,7 +44,8 @@ def measure(open_folder: Path, closed_folder: Path | None, threads: int, warmup:
     image = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
     result = {"threads": threads, "runs": runs, "k_max": k_max, "img_size": size,
               "text_encoder": {"target": encoder.card["target"], "precision": encoder.card["precision"],
-                               "prompts_per_name": len(encoder.prompts("x")), "size_mb": _size_mb(open_folder / "text_encoder"),
+                               "prompts_per_name": len(encoder.prompts("x")),
+                               "size_mb": _size_mb(open_folder / "text_encoder"),
                                "runtime": encoder.version}}
     vocabularies = sorted({1, min(16, k_max), k_max})
     for count in vocabularies:
@@ -106,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_text(Path(args.out) / "vocabulary.md", text)
     if args.docs:
         command = "python -m benchmarks.vocabulary " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_text(Path(args.docs) / f"vocabulary-cost-{result['segmenter_open']['target']}.md", stamp("Open vocabulary on the device: what it costs", command)
-                   + text)
+        target = result["segmenter_open"]["target"]
+        write_text(Path(args.docs) / f"vocabulary-cost-{target}.md",
+                   stamp("Open vocabulary on the device: what it costs", command) + text)
     print(text)
     return 0
 

@@ -141,8 +141,9 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
               **compare(torch_reference(graph), backend, samples, output_classes(card), precision)}
     if card["open_vocab"]:  # agreement per vocabulary size (K = 1, a middle K, K_max), each at the threshold
         sizes = sorted({int(sample[2].sum()) for sample in samples})
-        report["by_classes"] = {str(k): compare(torch_reference(graph), backend, [s for s in samples if int(s[2].sum()) == k],
-                                                output_classes(card), precision)["pixel_agreement"] for k in sizes}
+        report["by_classes"] = {
+            str(k): compare(torch_reference(graph), backend, [s for s in samples if int(s[2].sum()) == k],
+                            output_classes(card), precision)["pixel_agreement"] for k in sizes}
         report["passed"] = report["passed"] and all(v >= report["threshold"] for v in report["by_classes"].values())
     return report
 
