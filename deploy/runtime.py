@@ -14,7 +14,7 @@ import numpy as np
 from deploy.targets import get_target, target_for_artifact
 from deploy.tokenizer import WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
-from edgeseg.card import check_card, default_palette
+from edgeseg.card import check_card, vocabulary_palette
 from edgeseg.errors import UserError
 from edgeseg.preprocess import logits_to_mask, preprocess
 
@@ -28,7 +28,7 @@ class Predictor:
         self.open_vocab = bool(card.get("open_vocab"))
         self.max_classes = int(card.get("max_classes") or len(card["classes"]))
         self._vocabulary: tuple[np.ndarray, ...] = ()
-        self._trained_colors = dict(zip(card["classes"], card["palette"]))  # known names keep their colour
+        self._trained = (list(card["classes"]), list(card["palette"]))  # known names keep their colour
         self.text_encoder: TextEncoder | None = None
         if self.open_vocab:
             if text_embeddings is None:
@@ -54,9 +54,7 @@ class Predictor:
                 raise UserError(f"text embeddings are {np.shape(embeddings)} but this artifact takes "
                                 f"({len(self.card['classes'])}, {self.card['text_dim']}) (K is fixed at export)")
             self._vocabulary = (np.asarray(embeddings, np.float32),)
-        palette = default_palette(len(classes))
-        self.card = dict(self.card, classes=list(classes),
-                         palette=[self._trained_colors.get(n, c) for n, c in zip(classes, palette)])
+        self.card = dict(self.card, classes=list(classes), palette=vocabulary_palette(list(classes), *self._trained))
 
     def set_classes(self, names: list[str]) -> None:
         """Segment these class names from now on, embedded on the device by the exported text encoder."""

@@ -28,6 +28,12 @@ def default_palette(num_classes: int) -> list[list[int]]:
     return colors
 
 
+def vocabulary_palette(names: list[str], classes: list[str], palette: list[list[int]]) -> list[list[int]]:
+    """Colours for a new vocabulary: a name the model was trained on keeps its colour, others get defaults."""
+    known = dict(zip(classes, palette))
+    return [known.get(name, color) for name, color in zip(names, default_palette(len(names)))]
+
+
 def make_card(*, classes: list[str], backbone: str, head: str, head_config: dict[str, Any], img_size: int,
               mean: list[float], std: list[float], text_encoder: str, text_dim: int,
               palette: list[list[int]] | None = None, **extra: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from edgeseg.data import ValSet, build_source, collate_val, data_spec_for
 from edgeseg.errors import UserError, cli_main
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.io import load_checkpoint
-from edgeseg.zeroshot import CONTROLS, parse_unseen, zero_shot_metrics
+from edgeseg.zeroshot import CONTROLS, parse_unseen, remap_labels, zero_shot_metrics
 
 
 @torch.no_grad()
@@ -42,9 +42,7 @@ def evaluate_model(model: torch.nn.Module, card: dict, source, device: torch.dev
         raise UserError(f"the data's {len(source.classes)} classes differ from the checkpoint's "
                         f"{len(card['classes'])}; evaluate on data with the same classes.txt")
     names = list(classes or card["classes"])
-    text = None if text_embeddings is None else torch.as_tensor(np.asarray(text_embeddings, np.float32)
-                                                                if isinstance(text_embeddings, np.ndarray)
-                                                                else text_embeddings).float()
+    text = None if text_embeddings is None else torch.as_tensor(text_embeddings).float()
     dataset = ValSet(source, card)
     if limit:
         dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
@@ -59,7 +57,7 @@ def evaluate_model(model: torch.nn.Module, card: dict, source, device: torch.dev
             logits = (model(images.to(device)) if text is None else model(images.to(device), text)).float()
         for single, mask in zip(logits, masks):
             up = F.interpolate(single[None], size=mask.shape, mode="bilinear", align_corners=False)
-            label = mask if label_map is None else torch.from_numpy(label_map[np.clip(mask.numpy(), 0, 255)])
+            label = mask if label_map is None else remap_labels(mask.numpy(), label_map)
             confusion.update(up[0].argmax(0).cpu(), label)
     model.train(was_training)
     summary = confusion.summary(names)

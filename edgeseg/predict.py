@@ -56,7 +56,7 @@ def parse_class_names(value: str) -> list[str]:
 
 def vocabulary(card: dict, names: list[str], context: dict | None) -> tuple[dict, np.ndarray]:
     """A card for the vocabulary `names` and its embeddings, for a model that takes any number of classes."""
-    from edgeseg.card import default_palette
+    from edgeseg.card import vocabulary_palette
     from edgeseg.models.heads import accepts_any_k
     from edgeseg.prompt_learner import embed_class_names
 
@@ -64,9 +64,7 @@ def vocabulary(card: dict, names: list[str], context: dict | None) -> tuple[dict
         raise UserError(f"this model's head is sized for its {len(card['classes'])} classes (a closed-set "
                         f"{card['head']} head); give {len(card['classes'])} names, or train with --class-agnostic")
     embeddings = embed_class_names(card, names, context)
-    keep = {name: color for name, color in zip(card["classes"], card["palette"])}  # known names keep their colour
-    palette = [keep.get(name, color) for name, color in zip(names, default_palette(len(names)))]
-    return dict(card, classes=names, palette=palette), embeddings
+    return dict(card, classes=names, palette=vocabulary_palette(names, card["classes"], card["palette"])), embeddings
 
 
 def write_predictions(logits_fn: Callable[[np.ndarray], np.ndarray], card: dict, source: str, out: str) -> int:
@@ -86,6 +84,8 @@ def write_predictions(logits_fn: Callable[[np.ndarray], np.ndarray], card: dict,
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
     parser = argparse.ArgumentParser(prog="python -m edgeseg.predict", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="last.pt / best.pt from edgeseg.train")
     parser.add_argument("--source", required=True, help="an image file or a folder of images")
@@ -93,8 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--classes", default=None, metavar="NAMES|FILE",
                         help="segment these class names instead of the model's own (comma list or one per line; "
                              "any names, unseen ones included, for a model whose head takes any vocabulary)")
-    import torch
-
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     payload = load_checkpoint(args.checkpoint)

@@ -110,7 +110,12 @@ class Split:
 
     def remap(self, mask: np.ndarray) -> np.ndarray:
         """A full-vocabulary label mask as training labels (unseen pixels -> ignore)."""
-        return self.label_map()[np.clip(mask, 0, 255)]
+        return remap_labels(mask, self.label_map())
+
+
+def remap_labels(mask: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Labels through a [256] lookup table (Split.label_map)."""
+    return table[np.clip(mask, 0, 255)]
 
 
 def split_from_card(card: dict) -> Split | None:

