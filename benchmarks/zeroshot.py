@@ -165,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="train nothing: tabulate the finished runs under OUT (each must have its row.json)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="with --report-only: leave out runs that did not finish (the table says which)")
-    parser.add_argument("--docs", default=None, help="also write DOCS/zeroshot-results.md and DOCS/zeroshot.png")
+    parser.add_argument("--docs", default=None,
+                        help="also write DOCS/NAME-results.md, DOCS/NAME.png and DOCS/NAME-rows.json (every run's row)")
+    parser.add_argument("--docs-name", default="zeroshot", help="NAME of the docs files (default zeroshot)")
     args, train_args = parser.parse_known_args(argv)
     if any(f in train_args for f in ("--preset", "--head", "--out", "--seed", "--unseen", "--data")):
         raise UserError("--preset/--head/--out/--seed/--unseen/--data are set by the benchmark; "
@@ -227,8 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         docs = Path(args.docs)
         command = "python -m benchmarks.zeroshot " + " ".join(argv if argv is not None else sys.argv[1:])
         checkpoints = {f"{r['variant']}-seed{r['seed']}": r["checkpoint_sha256"] for r in rows}
-        write_text(docs / "zeroshot-results.md", stamp("Zero-shot benchmark", command, checkpoints) + text)
-        plot(table, docs / "zeroshot.png")
+        write_text(docs / f"{args.docs_name}-results.md", stamp("Zero-shot benchmark", command, checkpoints) + text)
+        plot(table, docs / f"{args.docs_name}.png")
+        write_json(docs / f"{args.docs_name}-rows.json", {"command": command, "runs": rows})
     print(text)
     print(json.dumps({e["variant"]: {k: round(100 * e[k]["mean"], 1) for k in ("mIoU_seen", "mIoU_unseen", "hIoU")}
                       for e in table}))

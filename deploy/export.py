@@ -25,7 +25,8 @@ import torch
 
 from deploy.calibration import check_disjoint, load_inputs_with_ids
 from deploy.parity import THRESHOLDS, compare, torch_reference
-from deploy.targets import TARGETS, get_target
+from deploy.targets import TARGETS, get_target, missing_package
+from deploy.targets.onnx import DEFAULT_RECIPE as ONNX_DEFAULT, RECIPES as ONNX_RECIPES
 from edgeseg.card import load_model
 from edgeseg.errors import CheckFailed, UserError, cli_main
 from edgeseg.io import atomic_path, file_hash, load_checkpoint, write_json
@@ -35,6 +36,7 @@ from deploy.vocabulary import (
     default_max_classes,
     pad_vocabulary,
     parity_vocabularies,
+    vocabulary_names,
 )
 from edgeseg.models import OpenVocabSegmenter
 from edgeseg.models.heads import accepts_any_k
@@ -68,6 +70,8 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
     name = f"{target}-{precision}{variant}"
     final = out_dir / name
     artifact_card = dict(card, target=target, precision=precision, int8_io=int8_io, w8a8=w8a8, layout=layout)
+    if (target, precision) != ("onnx", "int8"):
+        artifact_card.pop("onnx_int8_recipe", None)
     with atomic_path(final) as tmp:
         tmp.mkdir()
         artifact = tmp / f"model{module.SUFFIX}"
@@ -76,6 +80,8 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
             simulation = module.export(graph, example, artifact, precision, calibration, artifact_card)
         except UserError:
             raise
+        except ImportError as exc:  # an optional converter package is not installed: name the extra
+            raise missing_package(target, exc) from exc
         except Exception as exc:  # converter failures: unsupported op, bad shape, ...
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise UserError(f"{target} {precision} conversion failed: {first} (rerun with --debug for the "
@@ -157,7 +163,8 @@ def _text_encoder(folder: Path, card: dict, context: dict | None, target: str, p
     artifact_card = json.loads((folder / "card.json").read_text())
     report = export_text_encoder(artifact_card, context, target, precision, folder / "text_encoder")
     if verify is not None and (target != "coreml" or platform.system() == "Darwin"):  # Core ML runs on macOS only
-        report["mask_agreement_by_classes"] = check_masks(folder, artifact_card, context, verify[:8],
+        report["mask_agreement_by_classes"] = check_masks(folder, artifact_card, context,
+                                                          list({id(s[0]): s for s in verify}.values())[:8],
                                                           THRESHOLDS[precision])
         write_json(folder / "text_encoder" / "parity.json", report)
     print(f"  {folder / 'text_encoder'}: min cosine {report['min_cosine']:.5f} over {report['names']} names"
@@ -169,6 +176,117 @@ def _text_encoder(folder: Path, card: dict, context: dict | None, target: str, p
 def output_classes(card: dict) -> int:
     """Class maps the graph returns: K_max slots for open-vocab artifacts, else the trained K."""
     return int(card.get("max_classes") or len(card["classes"])) if card.get("open_vocab") else len(card["classes"])
+
+
+def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precision: str | Sequence[str] = "fp32",
+           out: str | Path = "runs/export", *, calib_data: str | None = None, calib_size: int = 32,
+           img_size: int | None = None, open_vocab: bool = False, max_classes: int | None = None,
+           verify_images: int = 16, verify_data: str | None = None, int8_io: bool = False, nhwc: bool = False,
+           coreml_w8a8: bool = False, onnx_int8_recipe: str | None = None, text_encoder: bool = False,
+           verify: bool = True, enforce: bool = True, progress: bool = True) -> list[dict]:
+    """Export a checkpoint to each target x precision under `out`, verified against torch; returns the
+    parity reports (each with `artifact`, the model file). The Python form of `python -m deploy.export`:
+    the same options (underscored), the same `UserError`s for bad combinations, and with `enforce` a
+    `CheckFailed` when an artifact misses its precision's agreement threshold (nothing is published)."""
+    targets = _split(target if isinstance(target, str) else ",".join(target), list(TARGETS), "target")
+    precisions = _split(precision if isinstance(precision, str) else ",".join(precision), PRECISIONS, "precision")
+    if not targets or not precisions:
+        raise UserError("give at least one target and one precision")
+    if int8_io and not ("tflite" in targets and "int8" in precisions):
+        raise UserError("--int8-io applies to TFLite int8 artifacts only: add --target tflite --precision int8")
+    if nhwc and "tflite" not in targets:
+        raise UserError("--nhwc applies to TFLite artifacts only: add --target tflite")
+    if coreml_w8a8 and not ("coreml" in targets and "int8" in precisions):
+        raise UserError("--coreml-w8a8 applies to Core ML int8 artifacts only: add --target coreml --precision int8")
+    if onnx_int8_recipe and onnx_int8_recipe not in ONNX_RECIPES:
+        raise UserError(f"unknown ONNX int8 recipe '{onnx_int8_recipe}'; valid: {', '.join(ONNX_RECIPES)}")
+    if onnx_int8_recipe and not ("onnx" in targets and "int8" in precisions):
+        raise UserError("--onnx-int8-recipe applies to ONNX int8 artifacts only: add --target onnx --precision int8")
+    if "int8" in precisions and not calib_data:
+        raise UserError("int8 needs --calib-data: a folder of images like those the model will see "
+                        "(or 'synthetic' for the embedded data)")
+    model, card = load_model(str(checkpoint))
+    context = load_checkpoint(str(checkpoint)).get("context") if open_vocab else None
+    if img_size:
+        if img_size % 32:
+            raise UserError(f"--img-size {img_size} must be a multiple of 32")
+        card["img_size"] = img_size
+    card = dict(card, open_vocab=open_vocab, int8_io=int8_io, w8a8=coreml_w8a8,
+                onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT,
+                layout="nhwc" if nhwc else "nchw", source_checkpoint=file_hash(checkpoint))
+    size = card["img_size"]
+    trained = model.text_embeddings.numpy().copy()
+    vocabularies: list[tuple[np.ndarray, ...]] = [()]
+    others = None
+    if open_vocab:
+        any_k = accepts_any_k(card)
+        slots = max_classes or default_max_classes(len(trained), any_k)
+        if slots < len(trained) or (not any_k and slots != len(trained)):
+            raise UserError(f"--max-classes {slots}: this model's head takes "
+                            f"{'at least ' if any_k else 'exactly '}{len(trained)} classes")
+        card["max_classes"] = slots
+        others = _other_names(card, context, slots, progress)
+        vocabularies = parity_vocabularies(trained, slots, others)
+        graph: torch.nn.Module = OpenVocabSegmenter(model).eval()
+        full = pad_vocabulary(trained, slots, int(card["text_dim"]))
+    elif max_classes or text_encoder:
+        raise UserError(f"--{'max-classes' if max_classes else 'text-encoder'} applies to --open-vocab "
+                        "artifacts only: add --open-vocab")
+    else:
+        graph, full = model.eval(), ()
+    example = (torch.zeros(1, 3, size, size), *(torch.from_numpy(a) for a in full))
+    calibration, calibration_ids = [], []
+    if "int8" in precisions:
+        images, calibration_ids = load_inputs_with_ids(calib_data, card, calib_size, "train")
+        vocabularies_seen = calibration_vocabularies(trained, card["max_classes"], len(images), others) \
+            if open_vocab else [()] * len(images)
+        calibration = [(x, *vocabulary) for x, vocabulary in zip(images, vocabularies_seen)]
+    samples = None
+    if verify:  # default: the held-out val split (of --calib-data, else the embedded data)
+        images, verify_ids = load_inputs_with_ids(verify_data or calib_data or "synthetic", card, verify_images, "val")
+        check_disjoint(calibration_ids, verify_ids)
+        samples = [(x, *vocabulary) for x in images for vocabulary in vocabularies]  # every K on every image
+    out_dir = Path(out)
+    reports = []
+    for one_target in targets:
+        for one_precision in precisions:
+            _say(progress, f"exporting {one_target} {one_precision} ...")
+            report = export_one(graph, example, card, one_target, one_precision, out_dir, calibration, samples,
+                                enforce=enforce)
+            if text_encoder:
+                report["text_encoder"] = _text_encoder(Path(report["artifact"]).parent, card, context, one_target,
+                                                       one_precision, samples)
+            reports.append(report)
+            measured = report if "pixel_agreement" in report else report.get("simulated", {})
+            check = (f"agreement {100 * measured['pixel_agreement']:.2f}%  max|dlogit| "
+                     f"{measured['max_abs_logit_diff']:.3g}" if measured else "")
+            if report["verified"] is not True:
+                check = f"{check}{'  ' if check else ''}{report['verified'] or 'not verified'}"
+                if "simulated" in report:
+                    check += " (agreement: torch simulation)"
+            _say(progress, f"  {report['artifact']}  {report['bytes'] / 1e6:.2f} MB  {check}")
+    return reports
+
+
+def _other_names(card: dict, context: dict | None, slots: int, progress: bool) -> np.ndarray | None:
+    """Embeddings of real names past the trained ones (deploy.vocabulary.EXTRA_NAMES), the way the device
+    will embed them, for the K_max parity vocabulary; None (noisy neighbours instead) without the encoder."""
+    from edgeseg.prompt_learner import embed_class_names
+
+    names = vocabulary_names(card, slots)[len(card["classes"]):]
+    if not names:
+        return None
+    try:
+        return embed_class_names(card, names, context)
+    except (UserError, OSError, RuntimeError) as exc:
+        _say(progress, f"note: cannot embed other names for the K_max parity check ({exc}); using noisy "
+                       "neighbours of the trained classes")
+        return None
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
 
 
 @cli_main
@@ -202,79 +320,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--coreml-w8a8", action="store_true",
                         help="Core ML int8: quantize activations too (W8A8, iOS 17+; calibrated in torch on "
                              "--calib-data); default int8 weights only (iOS 16+)")
+    parser.add_argument("--onnx-int8-recipe", default=None, metavar="RECIPE",
+                        help=f"ONNX int8: {', '.join(ONNX_RECIPES)} (default {ONNX_DEFAULT}, chosen by "
+                             "measurement: docs/onnx-int8-recipes.md)")
     parser.add_argument("--text-encoder", action="store_true",
                         help="--open-vocab: also export the model's text tower (+ tokenizer assets) into "
                              "<artifact>/text_encoder, so the device embeds names a user types (set_classes)")
     parser.add_argument("--no-verify", action="store_true", help="skip the artifact-vs-torch comparison")
     args = parser.parse_args(argv)
-    targets = _split(args.target, list(TARGETS), "target")
-    precisions = _split(args.precision, PRECISIONS, "precision")
-    if args.int8_io and not ("tflite" in targets and "int8" in precisions):
-        raise UserError("--int8-io applies to TFLite int8 artifacts only: add --target tflite --precision int8")
-    if args.nhwc and "tflite" not in targets:
-        raise UserError("--nhwc applies to TFLite artifacts only: add --target tflite")
-    if args.coreml_w8a8 and not ("coreml" in targets and "int8" in precisions):
-        raise UserError("--coreml-w8a8 applies to Core ML int8 artifacts only: add --target coreml --precision int8")
-    if "int8" in precisions and not args.calib_data:
-        raise UserError("int8 needs --calib-data: a folder of images like those the model will see "
-                        "(or 'synthetic' for the embedded data)")
-    model, card = load_model(args.checkpoint)
-    context = load_checkpoint(args.checkpoint).get("context") if args.text_encoder else None
-    if args.img_size:
-        if args.img_size % 32:
-            raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
-        card["img_size"] = args.img_size
-    card = dict(card, open_vocab=args.open_vocab, int8_io=args.int8_io, w8a8=args.coreml_w8a8,
-                layout="nhwc" if args.nhwc else "nchw", source_checkpoint=file_hash(args.checkpoint))
-    size = card["img_size"]
-    trained = model.text_embeddings.numpy().copy()
-    vocabularies: list[tuple[np.ndarray, ...]] = [()]
-    if args.open_vocab:
-        any_k = accepts_any_k(card)
-        max_classes = args.max_classes or default_max_classes(len(trained), any_k)
-        if max_classes < len(trained) or (not any_k and max_classes != len(trained)):
-            raise UserError(f"--max-classes {max_classes}: this model's head takes "
-                            f"{'at least ' if any_k else 'exactly '}{len(trained)} classes")
-        card["max_classes"] = max_classes
-        vocabularies = parity_vocabularies(trained, max_classes)
-        graph: torch.nn.Module = OpenVocabSegmenter(model).eval()
-        full = pad_vocabulary(trained, max_classes, int(card["text_dim"]))
-    elif args.max_classes or args.text_encoder:
-        raise UserError(f"--{'max-classes' if args.max_classes else 'text-encoder'} applies to --open-vocab "
-                        "artifacts only: add --open-vocab")
-    else:
-        graph, full = model.eval(), ()
-    example = (torch.zeros(1, 3, size, size), *(torch.from_numpy(a) for a in full))
-    calibration, calibration_ids = [], []
-    if "int8" in precisions:
-        images, calibration_ids = load_inputs_with_ids(args.calib_data, card, args.calib_size, "train")
-        vocabularies_seen = calibration_vocabularies(trained, card["max_classes"], len(images)) if args.open_vocab \
-            else [()] * len(images)
-        calibration = [(x, *vocabulary) for x, vocabulary in zip(images, vocabularies_seen)]
-    verify = None
-    if not args.no_verify:  # default: the held-out val split (of --calib-data, else the embedded data)
-        verify_spec = args.verify_data or args.calib_data or "synthetic"
-        images, verify_ids = load_inputs_with_ids(verify_spec, card, args.verify_images, "val")
-        check_disjoint(calibration_ids, verify_ids)
-        verify = [(x, *vocabularies[i % len(vocabularies)]) for i, x in enumerate(images)]
-    out_dir = Path(args.out)
-    rows = []
-    for target in targets:
-        for precision in precisions:
-            print(f"exporting {target} {precision} ...", file=sys.stderr, flush=True)
-            report = export_one(graph, example, card, target, precision, out_dir, calibration, verify)
-            if args.text_encoder:
-                report["text_encoder"] = _text_encoder(Path(report["artifact"]).parent, card, context, target,
-                                                       precision, verify)
-            rows.append(report)
-            measured = report if "pixel_agreement" in report else report.get("simulated", {})
-            check = (f"agreement {100 * measured['pixel_agreement']:.2f}%  max|dlogit| "
-                     f"{measured['max_abs_logit_diff']:.3g}" if measured else "")
-            if report["verified"] is not True:
-                check = f"{check}{'  ' if check else ''}{report['verified'] or 'not verified'}"
-                if "simulated" in report:
-                    check += " (agreement: torch simulation)"
-            print(f"  {report['artifact']}  {report['bytes'] / 1e6:.2f} MB  {check}", file=sys.stderr)
+    rows = export(args.checkpoint, args.target, args.precision, args.out, calib_data=args.calib_data,
+                  calib_size=args.calib_size, img_size=args.img_size, open_vocab=args.open_vocab,
+                  max_classes=args.max_classes, verify_images=args.verify_images, verify_data=args.verify_data,
+                  int8_io=args.int8_io, nhwc=args.nhwc, coreml_w8a8=args.coreml_w8a8,
+                  onnx_int8_recipe=args.onnx_int8_recipe, text_encoder=args.text_encoder, verify=not args.no_verify)
     print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))
     return 0
 

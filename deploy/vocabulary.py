@@ -12,6 +12,19 @@ import numpy as np
 from edgeseg.errors import UserError
 
 DEFAULT_MIN_SLOTS = 32  # default K_max: the trained K, at least this many slots
+# Names beyond the trained ones for export checks: common words a device user may type.
+EXTRA_NAMES = ("cat", "sofa", "window", "bicycle", "lamp", "tree", "person", "car", "dog", "chair", "boat", "cup",
+               "red ball", "wooden table", "traffic light", "green striped umbrella", "bird", "bottle", "bus", "horse",
+               "sheep", "train", "monitor", "plant", "door", "floor", "ceiling", "mountain", "bridge", "fence", "bench",
+               "pillow", "flower", "book", "clock", "vase", "kite", "umbrella", "truck", "motorbike")
+
+
+def vocabulary_names(card: dict, count: int) -> list[str]:
+    """`count` class names for checks: the trained ones first, then common words it may not know."""
+    names = list(dict.fromkeys([*card["classes"], *EXTRA_NAMES]))
+    if count > len(names):
+        names += [f"object {i}" for i in range(count - len(names))]
+    return names[:count]
 
 
 def default_max_classes(trained: int, any_k: bool) -> int:
@@ -40,30 +53,38 @@ def pad_vocabulary(embeddings: np.ndarray, max_classes: int, text_dim: int) -> t
     return text, valid
 
 
-def parity_vocabularies(embeddings: np.ndarray, max_classes: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Padded vocabularies of K = 1, a middle K and K_max for export verification. Rows past the trained
-    ones are trained rows with noise, renormalised: class-like embeddings the model never saw."""
+def parity_vocabularies(embeddings: np.ndarray, max_classes: int, extra: np.ndarray | None = None,
+                        seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Padded vocabularies of K = 1, a middle K and K_max for export verification: the trained rows, then
+    `extra` (embeddings of other real names, as a device would type them) up to K_max. Without `extra`
+    (no text encoder at hand) the rows past the trained ones are trained rows plus noise of norm 0.3,
+    renormalised: near neighbours of the trained classes (cosine about 0.96), a harder case."""
     rng = np.random.default_rng(seed)
     embeddings = np.asarray(embeddings, dtype=np.float32)
-    rows = [embeddings[i % len(embeddings)] + (0.3 * rng.standard_normal(embeddings.shape[1]).astype(np.float32)
-                                               if i >= len(embeddings) else 0) for i in range(max_classes)]
+    rows = list(embeddings[:max_classes])
+    if extra is not None:
+        rows += list(np.asarray(extra, dtype=np.float32)[: max_classes - len(rows)])
+    while len(rows) < max_classes:
+        noise = rng.standard_normal(embeddings.shape[1]).astype(np.float32)
+        row = embeddings[len(rows) % len(embeddings)] + 0.3 * noise / np.linalg.norm(noise)
+        rows.append(row / np.linalg.norm(row))
     extended = np.stack(rows)
-    extended /= np.linalg.norm(extended, axis=1, keepdims=True)
-    extended[: len(embeddings)] = embeddings[:max_classes]
     counts = sorted({1, max(1, max_classes // 2), max_classes})
     return [pad_vocabulary(extended[:k], max_classes, embeddings.shape[1]) for k in counts]
 
 
-def calibration_vocabularies(embeddings: np.ndarray, max_classes: int, count: int,
+def calibration_vocabularies(embeddings: np.ndarray, max_classes: int, count: int, extra: np.ndarray | None = None,
                              seed: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
     """`count` padded vocabularies for int8 calibration: random sizes 1..K_max of random class subsets in
-    random order, so activation ranges cover the vocabulary sizes the artifact will meet (the
-    verification vocabularies are other ones: prefixes of K = 1, K_max/2, K_max)."""
+    random order, drawn from the trained rows and `extra` (other real names), so activation ranges cover
+    the vocabularies the artifact will meet (verification uses other ones: prefixes of the same pool)."""
     rng = np.random.default_rng(seed)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
+    pool = np.asarray(embeddings, dtype=np.float32)
+    if extra is not None and len(extra):
+        pool = np.concatenate([pool, np.asarray(extra, dtype=np.float32)])
     out = []
     for _ in range(count):
-        size = int(rng.integers(1, min(max_classes, len(embeddings)) + 1))
-        rows = embeddings[rng.permutation(len(embeddings))[:size]]
-        out.append(pad_vocabulary(rows, max_classes, embeddings.shape[1]))
+        size = int(rng.integers(1, min(max_classes, len(pool)) + 1))
+        rows = pool[rng.permutation(len(pool))[:size]]
+        out.append(pad_vocabulary(rows, max_classes, pool.shape[1]))
     return out

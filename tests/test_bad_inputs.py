@@ -142,3 +142,12 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     err = "".join(seen) + rest.decode()
     assert proc.returncode == 130 and "Traceback" not in err
     assert "continue with --resume" in err and (tmp_path / "last.pt").is_file()
+
+
+def test_missing_optional_package_names_the_extra(tiny_run):
+    """A target whose converter is not installed: one line naming the package and the pip extra."""
+    script = ("import sys; sys.modules['coremltools'] = None; from deploy.export import main; "
+              f"sys.exit(main(['--checkpoint', {str(tiny_run / 'best.pt')!r}, '--target', 'coreml', '--no-verify', "
+              "'--out', 'unused']))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert_one_line_error(proc, "target 'coreml' needs the package 'coremltools': pip install -e \".[coreml]\"")

@@ -19,6 +19,11 @@ from edgeseg.errors import UserError
 # and their validity mask [K_max] (1 = a class, 0 = an unused slot).
 INPUT_NAMES = ("image", "text_embeddings", "valid")
 
+# int8: the stem and the first two stages of a timm backbone stay float (module names; the ONNX and TFLite
+# recipes). At their high resolution int8 noise flips the argmax between classes whose names are close:
+# measured at K_max with `python -m benchmarks.onnx_int8` (docs/onnx-int8-recipes.md) and the exporter.
+EARLY_FLOAT = ("backbone.body.conv_stem", "backbone.body.blocks.0", "backbone.body.blocks.1")
+
 TARGETS: dict[str, str] = {
     "onnx": "deploy.targets.onnx",
     "openvino": "deploy.targets.openvino",
@@ -26,8 +31,13 @@ TARGETS: dict[str, str] = {
     "tflite": "deploy.targets.tflite",
 }
 SUFFIXES: dict[str, str] = {".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml", ".tflite": "tflite"}
-EXTRAS: dict[str, str] = {"onnx": "onnx onnxruntime", "openvino": "edgeseg[openvino]", "coreml": "edgeseg[coreml]",
-                          "tflite": "edgeseg[tflite]"}
+EXTRAS: dict[str, str] = {"onnx": "-e .", "openvino": '-e ".[openvino]"', "coreml": '-e ".[coreml]"',
+                          "tflite": '-e ".[tflite]"'}  # what `pip install` needs for each target (in a checkout)
+
+
+def missing_package(target: str, exc: ImportError) -> UserError:
+    """The one-line error for a target whose optional package is not installed: name the extra."""
+    return UserError(f"target '{target}' needs the package '{exc.name}': pip install {EXTRAS[target]}")
 
 
 def get_target(name: str) -> ModuleType:
@@ -37,7 +47,7 @@ def get_target(name: str) -> ModuleType:
     try:
         return importlib.import_module(TARGETS[name])
     except ImportError as exc:
-        raise UserError(f"target '{name}' needs `pip install {EXTRAS[name]}` ({exc.name} is missing)") from exc
+        raise missing_package(name, exc) from exc
 
 
 def target_for_artifact(path: str) -> str:

@@ -1,5 +1,5 @@
 """ONNX via torch.onnx.export (static shape, opset 17); fp16 by float16 conversion; int8 by
-onnxruntime static QDQ quantization on calibration images."""
+onnxruntime static quantization on calibration images (RECIPES; default chosen by measurement)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.targets import INPUT_NAMES
+from deploy.targets import EARLY_FLOAT, INPUT_NAMES
 
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
     import torch
@@ -19,6 +19,25 @@ if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".onnx"
 OPSET = 17
+# int8 recipes: onnxruntime static quantization of the convolutions, per channel. Activation type (S8/U8),
+# QDQ or QOperator format, reduce_range, calibration (MinMax / Percentile), and which convolutions stay
+# float (`keep_float`: name parts; the two 1x1 embeddings feeding the cosine score always do). `-early`:
+# the stem and the first two stages (timm conv_stem, blocks.0, blocks.1) stay float: at their high
+# resolution int8 noise flips the argmax between classes whose names are close (measured at K_max).
+# DEFAULT_RECIPE is the fastest recipe that passes the 97 % gate, closed set and open vocabulary at every
+# K, by `python -m benchmarks.onnx_int8` (docs/onnx-int8-recipes.md); `--onnx-int8-recipe` picks another.
+_EARLY = tuple("/" + name.replace(".", "/").replace("/blocks/", "/blocks.") + "/" for name in EARLY_FLOAT)
+RECIPES: dict[str, dict] = {
+    "s8s8-qdq-rr": {"activation": "QInt8", "format": "QDQ", "reduce_range": True},
+    "s8s8-qdq": {"activation": "QInt8", "format": "QDQ", "reduce_range": False},
+    "u8s8-qdq": {"activation": "QUInt8", "format": "QDQ", "reduce_range": False},
+    "u8s8-qop": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False},
+    "u8s8-qop-pct": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False, "calibration": "Percentile"},
+    "u8s8-qop-early": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False, "keep_float": _EARLY},
+    "u8s8-qop-pct-early": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False,
+                           "calibration": "Percentile", "keep_float": _EARLY},
+}
+DEFAULT_RECIPE = "u8s8-qop-pct-early"
 
 
 def export_float(graph: torch.nn.Module, example_inputs: tuple, path: Path, input_names: list[str],
@@ -78,12 +97,16 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
             feeds = [dict(zip(input_names, sample)) for sample in calibration]
             # Convs only, per channel: attention, LayerNorm, softmax and the cosine score stay float, and so do
             # the two 1x1 embeddings that feed the cosine (quantizing them flips argmaxes; measured).
+            recipe = RECIPES[card.get("onnx_int8_recipe") or DEFAULT_RECIPE]
+            keep = ("pixel_embed", "aux_embed", *recipe.get("keep_float", ()))
             keep_float = [n.name for n in onnx.load(str(prepped)).graph.node
-                          if n.op_type == "Conv" and ("pixel_embed" in n.name or "aux_embed" in n.name)]
-            quantize_static(str(prepped), str(path), _Reader(feeds), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            reduce_range=True, calibrate_method=CalibrationMethod.MinMax,
-                            op_types_to_quantize=["Conv"], nodes_to_exclude=keep_float)
+                          if n.op_type == "Conv" and any(part in n.name for part in keep)]
+            quantize_static(str(prepped), str(path), _Reader(feeds), quant_format=getattr(QuantFormat, recipe["format"]),
+                            activation_type=getattr(QuantType, recipe["activation"]), weight_type=QuantType.QInt8,
+                            per_channel=True, reduce_range=recipe["reduce_range"],
+                            calibrate_method=getattr(CalibrationMethod, recipe.get("calibration", "MinMax")),
+                            op_types_to_quantize=["Conv"],
+                            nodes_to_exclude=keep_float)
     _add_metadata(path, card)
 
 

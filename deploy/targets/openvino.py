@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from deploy.targets import INPUT_NAMES
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
     import torch
 
+FLOAT_MODULES = ("head.score", "head.fusion")  # module names kept float in int8 IRs
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".xml"
 
@@ -30,8 +32,12 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
         import nncf
 
         dataset = nncf.Dataset(calibration, lambda sample: tuple(sample) if len(sample) > 1 else sample[0])
+        # the fusion module and the cosine score stay float, as in the TFLite and ONNX recipes: quantized, the
+        # text side loses the small differences between close class names (K_max parity 96.6 -> 97.1 %)
+        keep = nncf.IgnoredScope(patterns=[rf".*\b{re.escape(name)}[./].*" for name in FLOAT_MODULES], validate=False)
         model = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration),
-                              model_type=nncf.ModelType.TRANSFORMER if card["head"] == "fusion" else None)
+                              model_type=nncf.ModelType.TRANSFORMER if card["head"] == "fusion" else None,
+                              ignored_scope=keep)
     model.set_rt_info(json.dumps(card), ["edgeseg_card"])
     # save_model writes .xml + .bin; `path` is the .xml inside the (temporary) artifact folder.
     ov.save_model(model, str(path), compress_to_fp16=(precision == "fp16"))

@@ -7,7 +7,7 @@ import torch
 
 from deploy.parity import THRESHOLDS
 from deploy.runtime import load
-from deploy.vocabulary import pad_vocabulary
+from deploy.vocabulary import pad_vocabulary, vocabulary_names
 from edgeseg.card import load_model
 from edgeseg.data.synthetic import SyntheticScenes
 from edgeseg.errors import UserError
@@ -64,6 +64,33 @@ def test_one_artifact_segments_1_to_k_max_names_on_every_runtime(tiny_run, tmp_p
             predictor.set_embeddings(extended[:0], [])
         with pytest.raises(UserError, match="takes \\[K, 384\\]"):
             predictor.set_embeddings(np.zeros((2, 512), np.float32), ["a", "b"])
+
+
+@pytest.mark.slow
+def test_int8_open_vocab_segments_1_5_and_k_max_real_names(trained_run, tmp_path):
+    """int8 on every runtime that runs here: the exporter's gate (K = 1, 16, 32 at 97 %) passes, and masks
+    with 1, 5 and K_max real class names typed at run time agree with the unpadded torch model."""
+    checkpoint = str(trained_run / "best.pt")
+    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "onnx,openvino,tflite", "--precision",
+                   "int8", "--calib-data", "synthetic", "--open-vocab", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model, card = load_model(checkpoint)
+    names = vocabulary_names(card, 32)
+    embeddings = np.concatenate([model.text_embeddings.numpy(), get_text_embeddings(names[12:], card["text_encoder"])])
+    images = [preprocess(SyntheticScenes("val", 128).load(80 + i)[0], card) for i in range(10)]
+    for target in ("onnx", "openvino", "tflite"):
+        folder = tmp_path / f"{target}-int8-openvocab"
+        parity = json.loads((folder / "parity.json").read_text())
+        assert parity["passed"] and set(parity["by_classes"]) == {"1", "16", "32"}
+        predictor = load(folder)
+        for count in (1, 5, 32):
+            predictor.set_embeddings(embeddings[:count], names[:count])
+            agree = []
+            for inputs in images:
+                with torch.no_grad():
+                    reference = model(torch.from_numpy(inputs), torch.from_numpy(embeddings[:count]))[0].numpy()
+                agree.append((predictor.run(inputs).argmax(0) == reference.argmax(0)).mean())
+            assert np.mean(agree) >= THRESHOLDS["int8"], (target, count, np.mean(agree))
 
 
 def test_max_classes_misuse_is_a_one_line_error(tiny_run, tmp_path):
