@@ -42,6 +42,7 @@ from edgeseg.models import OpenVocabSegmenter
 from edgeseg.models.heads import accepts_any_k
 
 PRECISIONS = ("fp32", "fp16", "int8")
+OUTPUTS = ("logits", "probs", "mask")  # deploy.outputs
 
 
 def _split(value: str, valid: Sequence[str], what: str) -> list[str]:
@@ -62,11 +63,19 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
     module = get_target(target)
     if precision not in module.PRECISIONS:
         raise UserError(f"target {target} does not support {precision}; it supports {', '.join(module.PRECISIONS)}")
+    output = card.get("output", "logits")
+    if output != "logits":  # the app's upsample (+ softmax / argmax) moved into the graph
+        from deploy.outputs import OutputGraph, mask_dtype
+
+        dtype = mask_dtype(output_classes(card), target)
+        graph = OutputGraph(graph, output, card["img_size"], dtype).eval()
+        card = dict(card, output_name=output, mask_dtype=dtype if output == "mask" else None)
     int8_io = bool(card.get("int8_io")) and target == "tflite" and precision == "int8"
     w8a8 = bool(card.get("w8a8")) and target == "coreml" and precision == "int8"
     layout = "nhwc" if card.get("layout") == "nhwc" and target == "tflite" else "nchw"
     variant = "".join(tag for tag, on in (("-nhwc", layout == "nhwc"), ("-int8io", int8_io), ("-w8a8", w8a8),
-                                          ("-openvocab", card["open_vocab"])) if on)
+                                          ("-openvocab", card["open_vocab"]), (f"-{output}", output != "logits"))
+                      if on)
     name = f"{target}-{precision}{variant}"
     final = out_dir / name
     artifact_card = dict(card, target=target, precision=precision, int8_io=int8_io, w8a8=w8a8, layout=layout)
@@ -126,14 +135,14 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
         return {"verified": False}
     if target == "coreml" and platform.system() != "Darwin":
         summary = module.spec_summary(artifact)
-        expected_out = [1, output_classes(card), card["img_size"] // card["output_stride"],
-                        card["img_size"] // card["output_stride"]]
+        expected_out = expected_output_shape(card)
         vocabulary_ok = not card["open_vocab"] or (
             summary["inputs"].get("text_embeddings") == [output_classes(card), int(card["text_dim"])]
             and summary["inputs"].get("valid") == [output_classes(card)])
         ok = (summary["inputs"].get("image") == [1, 3, card["img_size"], card["img_size"]] and summary["image_input"]
               and vocabulary_ok
-              and summary["outputs"].get("logits") == expected_out and "edgeseg_card" in summary["metadata"]
+              and summary["outputs"].get(card.get("output_name", "logits")) == expected_out
+              and "edgeseg_card" in summary["metadata"]
               and (not card.get("w8a8") or {"quantize", "dequantize"} <= set(summary["ops"])))
         report = {"verified": "spec-only (Core ML prediction needs macOS)", "passed": ok,
                   "spec": {k: v for k, v in summary.items() if k != "metadata"}}
@@ -173,6 +182,16 @@ def _text_encoder(folder: Path, card: dict, context: dict | None, target: str, p
     return report
 
 
+def expected_output_shape(card: dict) -> list[int]:
+    """The graph's output shape for its card: logits at the output stride, probs / mask at the input size."""
+    size, classes = card["img_size"], output_classes(card)
+    output = card.get("output", "logits")
+    if output == "mask":
+        return [1, size, size]
+    return [1, classes, size, size] if output == "probs" else \
+        [1, classes, size // card["output_stride"], size // card["output_stride"]]
+
+
 def output_classes(card: dict) -> int:
     """Class maps the graph returns: K_max slots for open-vocab artifacts, else the trained K."""
     return int(card.get("max_classes") or len(card["classes"])) if card.get("open_vocab") else len(card["classes"])
@@ -183,7 +202,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
            img_size: int | None = None, open_vocab: bool = False, max_classes: int | None = None,
            verify_images: int = 16, verify_data: str | None = None, int8_io: bool = False, nhwc: bool = False,
            coreml_w8a8: bool = False, onnx_int8_recipe: str | None = None, text_encoder: bool = False,
-           verify: bool = True, enforce: bool = True, progress: bool = True) -> list[dict]:
+           output: str = "logits", verify: bool = True, enforce: bool = True, progress: bool = True) -> list[dict]:
     """Export a checkpoint to each target x precision under `out`, verified against torch; returns the
     parity reports (each with `artifact`, the model file). The Python form of `python -m deploy.export`:
     the same options (underscored), the same `UserError`s for bad combinations, and with `enforce` a
@@ -202,6 +221,8 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         raise UserError(f"unknown ONNX int8 recipe '{onnx_int8_recipe}'; valid: {', '.join(ONNX_RECIPES)}")
     if onnx_int8_recipe and not ("onnx" in targets and "int8" in precisions):
         raise UserError("--onnx-int8-recipe applies to ONNX int8 artifacts only: add --target onnx --precision int8")
+    if output not in OUTPUTS:
+        raise UserError(f"--output {output}: choose one of {', '.join(OUTPUTS)}")
     if "int8" in precisions and not calib_data:
         raise UserError("int8 needs --calib-data: a folder of images like those the model will see "
                         "(or 'synthetic' for the embedded data)")
@@ -212,7 +233,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
             raise UserError(f"--img-size {img_size} must be a multiple of 32")
         card["img_size"] = img_size
     card = dict(card, open_vocab=open_vocab, int8_io=int8_io, w8a8=coreml_w8a8,
-                onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT,
+                onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT, output=output,
                 layout="nhwc" if nhwc else "nchw", source_checkpoint=file_hash(checkpoint))
     size = card["img_size"]
     trained = model.text_embeddings.numpy().copy()
@@ -258,8 +279,9 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
                                                        one_precision, samples)
             reports.append(report)
             measured = report if "pixel_agreement" in report else report.get("simulated", {})
-            check = (f"agreement {100 * measured['pixel_agreement']:.2f}%  max|dlogit| "
-                     f"{measured['max_abs_logit_diff']:.3g}" if measured else "")
+            check = (f"agreement {100 * measured['pixel_agreement']:.2f}%" + (
+                f"  max|dlogit| {measured['max_abs_logit_diff']:.3g}" if measured.get("compared") != "masks" else
+                " (masks)") if measured else "")
             if report["verified"] is not True:
                 check = f"{check}{'  ' if check else ''}{report['verified'] or 'not verified'}"
                 if "simulated" in report:
@@ -326,13 +348,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--text-encoder", action="store_true",
                         help="--open-vocab: also export the model's text tower (+ tokenizer assets) into "
                              "<artifact>/text_encoder, so the device embeds names a user types (set_classes)")
+    parser.add_argument("--output", default="logits", choices=OUTPUTS,
+                        help="what the graph returns: logits [1,K,S/4,S/4] (default; what MediaPipe and Vision "
+                             "post-process themselves), probs (softmax at the input size) or mask (class indices "
+                             "[1,S,S], uint8; the upsample and argmax run in the graph)")
     parser.add_argument("--no-verify", action="store_true", help="skip the artifact-vs-torch comparison")
     args = parser.parse_args(argv)
     rows = export(args.checkpoint, args.target, args.precision, args.out, calib_data=args.calib_data,
                   calib_size=args.calib_size, img_size=args.img_size, open_vocab=args.open_vocab,
                   max_classes=args.max_classes, verify_images=args.verify_images, verify_data=args.verify_data,
                   int8_io=args.int8_io, nhwc=args.nhwc, coreml_w8a8=args.coreml_w8a8,
-                  onnx_int8_recipe=args.onnx_int8_recipe, text_encoder=args.text_encoder, verify=not args.no_verify)
+                  onnx_int8_recipe=args.onnx_int8_recipe, text_encoder=args.text_encoder, output=args.output,
+                  verify=not args.no_verify)
     print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))
     return 0
 

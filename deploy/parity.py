@@ -17,15 +17,24 @@ def compare(reference: Callable[..., np.ndarray], candidate: Callable[..., np.nd
     """Run both on every sample; summarise how closely the candidate's logits and labels follow."""
     confusion = ConfusionMatrix(num_classes)
     agree = total = 0
+    masks = False
     max_diff = 0.0
     abs_diffs = []
     for sample in samples:
-        ref, out = np.asarray(reference(*sample), np.float32), np.asarray(candidate(*sample), np.float32)
+        ref, out = np.asarray(reference(*sample)), np.asarray(candidate(*sample))
+        if ref.shape != out.shape:
+            raise ValueError(f"artifact output shape {out.shape} differs from torch's {ref.shape}")
+        if np.issubdtype(ref.dtype, np.integer):  # class-index masks (--output mask): compared as they are
+            ref_labels, out_labels = ref.astype(np.int64), out.astype(np.int64)
+            masks = True
+            agree += int((ref_labels == out_labels).sum())
+            total += ref_labels.size
+            confusion.update(out_labels, ref_labels)
+            continue
+        ref, out = ref.astype(np.float32), out.astype(np.float32)
         if len(sample) == 3:  # open vocabulary (image, text [K_max, D], valid [K_max]): the used slots, as apps read
             used = int(sample[2].sum())
             ref, out = ref[:, :used], out[:, :used]
-        if ref.shape != out.shape:
-            raise ValueError(f"artifact output shape {out.shape} differs from torch's {ref.shape}")
         ref_labels, out_labels = ref.argmax(1), out.argmax(1)
         agree += int((ref_labels == out_labels).sum())
         total += ref_labels.size
@@ -38,6 +47,7 @@ def compare(reference: Callable[..., np.ndarray], candidate: Callable[..., np.nd
     return {
         "precision": precision,
         "images": len(samples),
+        "compared": "masks" if masks else "scores",
         "pixel_agreement": agreement,
         "miou_vs_torch": confusion.summary([str(i) for i in range(num_classes)])["mIoU"],
         "max_abs_logit_diff": max_diff,

@@ -27,11 +27,12 @@ def pt2e_int8(graph: torch.nn.Module, example_inputs: tuple, calibration: list[t
         raise UserError(f"PT2E int8 needs litert-torch's quantizer: pip install 'edgeseg[tflite]' "
                         f"({exc.name} is missing)") from exc
 
+    from deploy.outputs import PostProcess
     from edgeseg.models.fusion import BidirectionalFusion
     from edgeseg.models.layers import Attention, CosineScore
 
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    for module_type in (BidirectionalFusion, Attention, CosineScore, torch.nn.LayerNorm):
+    for module_type in (BidirectionalFusion, Attention, CosineScore, torch.nn.LayerNorm, PostProcess):
         quantizer.set_module_type(module_type, None)
     exported = torch.export.export(graph, example_inputs).module()
     if early_float:  # by module name, as PT2EQuantizer's name filter spells it from the graph's module stack

@@ -16,7 +16,7 @@ from deploy.tokenizer import ClipBPETokenizer, WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
 from edgeseg.card import check_card, vocabulary_palette
 from edgeseg.errors import UserError
-from edgeseg.preprocess import logits_to_mask, preprocess
+from edgeseg.preprocess import logits_to_mask, preprocess, resize_mask
 
 
 class Predictor:
@@ -71,17 +71,31 @@ class Predictor:
         names = [n.strip() for n in names]
         self.set_embeddings(self.text_encoder.embed(names), names)
 
+    @property
+    def output(self) -> str:
+        """What the graph returns (deploy.export --output): logits, probs or mask."""
+        return self.card.get("output", "logits")
+
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        """Model input [1, 3, S, S] float32 -> logits [K, h, w] (K = the current vocabulary's size)."""
-        logits = np.asarray(self.backend(inputs.astype(np.float32), *self._vocabulary))[0]
-        return logits[: len(self.card["classes"])] if self.open_vocab else logits
+        """Model input [1, 3, S, S] float32 -> logits [K, h, w] (K = the current vocabulary's size), probs
+        [K, S, S], or for a mask artifact the class indices [S, S]."""
+        result = np.asarray(self.backend(inputs.astype(np.float32), *self._vocabulary))[0]
+        if self.output == "mask":
+            return result
+        return result[: len(self.card["classes"])] if self.open_vocab else result
 
     def predict_logits(self, image: np.ndarray) -> np.ndarray:
-        """uint8 RGB [H, W, 3] -> logits [K, h, w] at the model's output stride."""
+        """uint8 RGB [H, W, 3] -> logits [K, h, w] at the model's output stride (probs [K, S, S] for a probs
+        artifact)."""
+        if self.output == "mask":
+            raise UserError("this artifact returns class masks (exported with --output mask); export with "
+                            "--output logits or probs for scores")
         return self.run(preprocess(image, self.card))
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """uint8 RGB [H, W, 3] -> class-index mask [H, W]."""
+        if self.output == "mask":  # the graph upsampled and took the argmax at S x S; nearest to the image size
+            return resize_mask(self.run(preprocess(image, self.card)), image.shape[0], image.shape[1])
         return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1])
 
 

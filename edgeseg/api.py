@@ -72,6 +72,11 @@ class Model:
         from edgeseg.preprocess import preprocess, upsample_logits
 
         array = as_image(image)
+        if self.kind == "artifact" and self.card.get("output") == "mask":
+            if output != "mask":
+                raise UserError(f"{self.path} returns class masks (exported with --output mask): only "
+                                "output='mask' is available; export with --output logits for scores")
+            return self._runner.predict(array)
         logits = self._logits(preprocess(array, self.card))
         up = upsample_logits(logits, array.shape[0], array.shape[1])
         if output == "logits":

@@ -49,6 +49,13 @@ def logits_to_mask(logits: np.ndarray, height: int, width: int) -> np.ndarray:
     return mask.astype(np.uint8 if logits.shape[0] <= 255 else np.int32)
 
 
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Class-index mask [h, w] -> [H, W] by nearest neighbour (pixel centres), keeping its dtype."""
+    rows = np.minimum(((np.arange(height) + 0.5) * mask.shape[0] / height).astype(np.int64), mask.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * mask.shape[1] / width).astype(np.int64), mask.shape[1] - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
 def colorize(mask: np.ndarray, palette: list[list[int]]) -> np.ndarray:
     """Mask [H, W] -> RGB [H, W, 3] using the card's palette (ignore -> black)."""
     table = np.zeros((256 if mask.max(initial=0) < 256 else int(mask.max()) + 1, 3), dtype=np.uint8)

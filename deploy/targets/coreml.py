@@ -68,7 +68,8 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
                            bias=[0.0, 0.0, 0.0], color_layout=ct.colorlayout.RGB)]
     for name, example in zip(INPUT_NAMES[1:], example_inputs[1:]):
         inputs.append(ct.TensorType(name=name, shape=tuple(example.shape), dtype=np.float32))
-    model = ct.convert(source, inputs=inputs, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
+    output = card.get("output_name", "logits")
+    model = ct.convert(source, inputs=inputs, outputs=[ct.TensorType(name=output)], convert_to="mlprogram",
                        minimum_deployment_target=ct.target.iOS17 if w8a8 else ct.target.iOS16,
                        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
     if precision == "int8" and not w8a8:
@@ -83,8 +84,11 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
     if len(example_inputs) > 1:
         model.input_description["text_embeddings"] = "class text embeddings [K_max, D], unused rows zero"
         model.input_description["valid"] = "1 for each row of text_embeddings that is a class, 0 for unused slots"
-    model.output_description["logits"] = (f"class scores [1, K, S/{card['output_stride']}, S/{card['output_stride']}]; "
-                                          "argmax over K after upsampling gives the mask")
+    model.output_description[output] = {
+        "logits": f"class scores [1, K, S/{card['output_stride']}, S/{card['output_stride']}]; argmax over K after "
+                  "upsampling gives the mask",
+        "probs": "class probabilities [1, K, S, S] (softmax over K) at the input size",
+        "mask": "class indices [1, S, S] (int32) into the classes in the metadata"}[card.get("output", "logits")]
     model.save(str(path))
     return simulation
 

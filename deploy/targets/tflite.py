@@ -24,12 +24,14 @@ _FP16_RECIPE = [{
 }]
 
 
-def _channels_last(graph: torch.nn.Module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]]):
-    """The graph with an NHWC image input [1, S, S, 3] and NHWC logits [1, h, w, K] (litert's own wrapper: the
-    layout transposes cancel the ones the NCHW graph would start and end with)."""
+def _channels_last(graph: torch.nn.Module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]],
+                   nhwc_output: bool = True):
+    """The graph with an NHWC image input [1, S, S, 3] and NHWC logits/probs [1, h, w, K] (litert's own
+    wrapper: the layout transposes cancel the ones the NCHW graph would start and end with); a mask
+    output [1, S, S] has no channel axis and stays as it is."""
     import litert_torch
 
-    wrapped = litert_torch.to_channel_last_io(graph, args=[0], outputs=[0])
+    wrapped = litert_torch.to_channel_last_io(graph, args=[0], outputs=[0] if nhwc_output else [])
     example = (example_inputs[0].permute(0, 2, 3, 1).contiguous(), *example_inputs[1:])
     return wrapped, example, [(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), *rest) for x, *rest in calibration]
 
@@ -39,7 +41,8 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
     import litert_torch
 
     if card.get("layout") == "nhwc":
-        graph, example_inputs, calibration = _channels_last(graph, example_inputs, calibration)
+        graph, example_inputs, calibration = _channels_last(graph, example_inputs, calibration,
+                                                            card.get("output", "logits") != "mask")
     if precision == "int8":
         from litert_torch.quantize.quant_config import QuantConfig
 
@@ -101,7 +104,7 @@ class Backend:
             self.interpreter.set_tensor(detail["index"], _quantize(value, detail))
         self.interpreter.invoke()
         logits = _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
-        return np.ascontiguousarray(logits.transpose(0, 3, 1, 2)) if self.nhwc else logits
+        return np.ascontiguousarray(logits.transpose(0, 3, 1, 2)) if self.nhwc and logits.ndim == 4 else logits
 
 
 def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:
@@ -118,6 +121,8 @@ def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
     if np.issubdtype(value.dtype, np.floating):
         return value.astype(np.float32)
     scale, zero_point = detail["quantization"]
+    if not scale:  # plain integers (a class-index mask): no quantization parameters
+        return value
     return ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 

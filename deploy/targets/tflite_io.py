@@ -36,8 +36,9 @@ def _float_twin(model, fb, subgraph, index: int) -> int:
 
 
 def float_io(path: Path) -> int:
-    """Rewrite `path` in place so every integer input/output of every subgraph is float32; returns how many
-    boundary tensors were converted. Signature defs follow the new tensors."""
+    """Rewrite `path` in place so every quantized integer input/output of every subgraph is float32; returns
+    how many boundary tensors were converted. Plain integers (a class-index mask: no scale) stay as they are.
+    Signature defs follow the new tensors."""
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -48,13 +49,18 @@ def float_io(path: Path) -> int:
     converted = 0
     for number, subgraph in enumerate(model.subgraphs):
         moved: dict[int, int] = {}
+        def quantized(index: int) -> bool:
+            tensor = subgraph.tensors[index]
+            return tensor.type in integer and tensor.quantization is not None and \
+                tensor.quantization.scale is not None and len(tensor.quantization.scale) > 0
+
         for position, index in enumerate(subgraph.inputs):
-            if subgraph.tensors[index].type in integer:
+            if quantized(index):
                 moved[index] = twin = _float_twin(model, fb, subgraph, index)
                 subgraph.operators.insert(0, _operator(fb, quantize, twin, index, "Quantize"))
                 subgraph.inputs[position] = twin
         for position, index in enumerate(subgraph.outputs):
-            if subgraph.tensors[index].type in integer:
+            if quantized(index):
                 moved[index] = twin = _float_twin(model, fb, subgraph, index)
                 subgraph.operators.append(_operator(fb, dequantize, index, twin, "Dequantize"))
                 subgraph.outputs[position] = twin

@@ -10,6 +10,7 @@ from deploy.parity import THRESHOLDS
 from deploy.runtime import load
 from edgeseg.card import load_model
 from edgeseg.data.synthetic import SyntheticScenes
+from edgeseg.errors import UserError
 from edgeseg.preprocess import preprocess
 from tests.conftest import run_cli
 
@@ -247,3 +248,44 @@ def test_deploy_predict_cli_writes_masks(tiny_run, tmp_path):
     mask = Image.open(tmp_path / "pred" / "scene0_mask.png")
     assert mask.size == (256, 256) and mask.mode == "P"
     assert (tmp_path / "pred" / "scene0_overlay.png").is_file() and (tmp_path / "pred" / "legend.json").is_file()
+
+
+@pytest.mark.slow
+def test_output_mask_and_probs_in_the_graph(tiny_run, tmp_path):
+    """--output mask: the upsample + argmax run in the graph ([1, S, S] uint8; Core ML int32), the runtime
+    returns it resized to the image; --output probs: softmax at the input size. Both match torch."""
+    import edgeseg
+    from deploy.runtime import load
+    from edgeseg.preprocess import logits_to_mask
+
+    checkpoint = str(tiny_run / "best.pt")
+    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "onnx,openvino,tflite,coreml",
+                   "--output", "mask", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "onnx", "--output", "probs",
+                   "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model, card = load_model(checkpoint)
+    size = card["img_size"]
+    coreml = json.loads((tmp_path / "coreml-fp32-mask" / "parity.json").read_text())
+    assert coreml["passed"] and coreml["spec"]["outputs"]["mask"] == [1, size, size]
+    images = [SyntheticScenes("val", size).load(i)[0] for i in range(3)]
+    for target in ("onnx", "openvino", "tflite"):
+        predictor = load(tmp_path / f"{target}-fp32-mask")
+        assert predictor.output == "mask"
+        for image in images:
+            raw = predictor.run(preprocess(image, card))
+            assert raw.shape == (size, size) and raw.dtype == np.uint8
+            with torch.no_grad():
+                expected = logits_to_mask(model(torch.from_numpy(preprocess(image, card)))[0].numpy(), size, size)
+            assert (predictor.predict(image) == expected).mean() >= THRESHOLDS["fp32"]
+        assert predictor.predict(images[0][:50, :40]).shape == (50, 40)  # nearest to the image size
+        with pytest.raises(UserError, match="class masks"):
+            predictor.predict_logits(images[0])
+    probs = load(tmp_path / "onnx-fp32-probs").run(preprocess(images[0], card))
+    assert probs.shape == (len(card["classes"]), size, size)
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-4)
+    api = edgeseg.load(tmp_path / "onnx-fp32-mask")
+    assert api.predict(images[0]).shape == images[0].shape[:2]
+    with pytest.raises(UserError, match="only output='mask'"):
+        api.predict(images[0], output="probs")
