@@ -74,7 +74,8 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
     w8a8 = bool(card.get("w8a8")) and target == "coreml" and precision == "int8"
     layout = "nhwc" if card.get("layout") == "nhwc" and target == "tflite" else "nchw"
     variant = "".join(tag for tag, on in (("-nhwc", layout == "nhwc"), ("-int8io", int8_io), ("-w8a8", w8a8),
-                                          ("-openvocab", card["open_vocab"]), (f"-{output}", output != "logits"))
+                                          ("-openvocab", card["open_vocab"]), (f"-{output}", output != "logits"),
+                                          ("-u8", card.get("input") == "uint8"))
                       if on)
     name = f"{target}-{precision}{variant}"
     final = out_dir / name
@@ -151,16 +152,36 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
             report.update(passed=ok and simulated["passed"], simulated=dict(
                 simulated, note="torch simulation of the converted quantized graph (the Core ML runtime needs macOS)"))
         return report
-    backend = module.load(artifact)
+    backend, reference = module.load(artifact), torch_reference(graph)
+    if card.get("input") == "uint8":  # frames in: both sides see the same uint8 image
+        backend, reference = _frames(backend, card), _frames(reference, card, normalise=True)
     report = {"verified": True, "runtime": backend.version,
-              **compare(torch_reference(graph), backend, samples, output_classes(card), precision)}
+              **compare(reference, backend, samples, output_classes(card), precision)}
     if card["open_vocab"]:  # agreement per vocabulary size (K = 1, a middle K, K_max), each at the threshold
         sizes = sorted({int(sample[2].sum()) for sample in samples})
         report["by_classes"] = {
-            str(k): compare(torch_reference(graph), backend, [s for s in samples if int(s[2].sum()) == k],
+            str(k): compare(reference, backend, [s for s in samples if int(s[2].sum()) == k],
                             output_classes(card), precision)["pixel_agreement"] for k in sizes}
         report["passed"] = report["passed"] and all(v >= report["threshold"] for v in report["by_classes"].values())
     return report
+
+
+class _frames:
+    """Wraps a model function of a normalised [1, 3, S, S] input so it is fed the uint8 RGB frame that input
+    came from: as [1, S, S, 3] uint8 (an artifact with the preprocessing inside), or normalised again
+    (`normalise`, the torch reference), so both see identical pixels."""
+
+    def __init__(self, run, card: dict, normalise: bool = False) -> None:
+        self.run, self.card, self.normalise = run, card, normalise
+        self.version = getattr(run, "version", "torch")
+
+    def __call__(self, image: np.ndarray, *rest: np.ndarray) -> np.ndarray:
+        from edgeseg.preprocess import normalize, to_frame
+
+        frame = to_frame(image, self.card)
+        if self.normalise:
+            return self.run(normalize(frame, self.card["mean"], self.card["std"])[None], *rest)
+        return self.run(frame[None], *rest)
 
 
 def _text_encoder(folder: Path, card: dict, context: dict | None, target: str, precision: str,
@@ -202,7 +223,8 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
            img_size: int | None = None, open_vocab: bool = False, max_classes: int | None = None,
            verify_images: int = 16, verify_data: str | None = None, int8_io: bool = False, nhwc: bool = False,
            coreml_w8a8: bool = False, onnx_int8_recipe: str | None = None, text_encoder: bool = False,
-           output: str = "logits", verify: bool = True, enforce: bool = True, progress: bool = True) -> list[dict]:
+           output: str = "logits", uint8_input: bool = False, verify: bool = True, enforce: bool = True,
+           progress: bool = True) -> list[dict]:
     """Export a checkpoint to each target x precision under `out`, verified against torch; returns the
     parity reports (each with `artifact`, the model file). The Python form of `python -m deploy.export`:
     the same options (underscored), the same `UserError`s for bad combinations, and with `enforce` a
@@ -221,6 +243,8 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         raise UserError(f"unknown ONNX int8 recipe '{onnx_int8_recipe}'; valid: {', '.join(ONNX_RECIPES)}")
     if onnx_int8_recipe and not ("onnx" in targets and "int8" in precisions):
         raise UserError("--onnx-int8-recipe applies to ONNX int8 artifacts only: add --target onnx --precision int8")
+    if uint8_input and set(targets) != {"openvino"}:
+        raise UserError("--uint8-input applies to OpenVINO artifacts only (PrePostProcessor): use --target openvino")
     if output not in OUTPUTS:
         raise UserError(f"--output {output}: choose one of {', '.join(OUTPUTS)}")
     if "int8" in precisions and not calib_data:
@@ -234,6 +258,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         card["img_size"] = img_size
     card = dict(card, open_vocab=open_vocab, int8_io=int8_io, w8a8=coreml_w8a8,
                 onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT, output=output,
+                input="uint8" if uint8_input else "float",
                 layout="nhwc" if nhwc else "nchw", source_checkpoint=file_hash(checkpoint))
     size = card["img_size"]
     trained = model.text_embeddings.numpy().copy()
@@ -352,6 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="what the graph returns: logits [1,K,S/4,S/4] (default; what MediaPipe and Vision "
                              "post-process themselves), probs (softmax at the input size) or mask (class indices "
                              "[1,S,S], uint8; the upsample and argmax run in the graph)")
+    parser.add_argument("--uint8-input", action="store_true",
+                        help="OpenVINO: take uint8 RGB NHWC frames of any size; resize, layout and mean/std run in "
+                             "the model (PrePostProcessor), labels in rt_info")
     parser.add_argument("--no-verify", action="store_true", help="skip the artifact-vs-torch comparison")
     args = parser.parse_args(argv)
     rows = export(args.checkpoint, args.target, args.precision, args.out, calib_data=args.calib_data,
@@ -359,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   max_classes=args.max_classes, verify_images=args.verify_images, verify_data=args.verify_data,
                   int8_io=args.int8_io, nhwc=args.nhwc, coreml_w8a8=args.coreml_w8a8,
                   onnx_int8_recipe=args.onnx_int8_recipe, text_encoder=args.text_encoder, output=args.output,
+                  uint8_input=args.uint8_input,
                   verify=not args.no_verify)
     print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))
     return 0

@@ -16,7 +16,7 @@ from deploy.tokenizer import ClipBPETokenizer, WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
 from edgeseg.card import check_card, vocabulary_palette
 from edgeseg.errors import UserError
-from edgeseg.preprocess import logits_to_mask, preprocess, resize_mask
+from edgeseg.preprocess import logits_to_mask, preprocess, resize_mask, to_frame
 
 
 class Predictor:
@@ -79,7 +79,16 @@ class Predictor:
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Model input [1, 3, S, S] float32 -> logits [K, h, w] (K = the current vocabulary's size), probs
         [K, S, S], or for a mask artifact the class indices [S, S]."""
+        if self.card.get("input") == "uint8":  # the artifact preprocesses: give it the frame the input came from
+            return self._frame(to_frame(inputs, self.card))
         result = np.asarray(self.backend(inputs.astype(np.float32), *self._vocabulary))[0]
+        if self.output == "mask":
+            return result
+        return result[: len(self.card["classes"])] if self.open_vocab else result
+
+    def _frame(self, image: np.ndarray) -> np.ndarray:
+        """A uint8 RGB frame [H, W, 3] straight into an artifact with the preprocessing inside."""
+        result = np.asarray(self.backend(np.ascontiguousarray(image[None]), *self._vocabulary))[0]
         if self.output == "mask":
             return result
         return result[: len(self.card["classes"])] if self.open_vocab else result
@@ -90,12 +99,15 @@ class Predictor:
         if self.output == "mask":
             raise UserError("this artifact returns class masks (exported with --output mask); export with "
                             "--output logits or probs for scores")
+        if self.card.get("input") == "uint8":
+            return self._frame(image)
         return self.run(preprocess(image, self.card))
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """uint8 RGB [H, W, 3] -> class-index mask [H, W]."""
         if self.output == "mask":  # the graph upsampled and took the argmax at S x S; nearest to the image size
-            return resize_mask(self.run(preprocess(image, self.card)), image.shape[0], image.shape[1])
+            raw = self._frame(image) if self.card.get("input") == "uint8" else self.run(preprocess(image, self.card))
+            return resize_mask(raw, image.shape[0], image.shape[1])
         return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1])
 
 

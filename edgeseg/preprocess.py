@@ -12,6 +12,13 @@ def normalize(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndar
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+def to_frame(inputs: np.ndarray, card: dict) -> np.ndarray:
+    """A normalised model input [1, 3, S, S] (or [3, S, S]) back to the uint8 RGB frame [S, S, 3] it came from."""
+    x = inputs[0] if inputs.ndim == 4 else inputs
+    x = x.transpose(1, 2, 0) * np.asarray(card["std"], np.float32) + np.asarray(card["mean"], np.float32)
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """Resize uint8 RGB to the model's static square input (bilinear)."""
     if image.shape[0] == size and image.shape[1] == size:

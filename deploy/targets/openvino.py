@@ -38,9 +38,31 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
         model = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration),
                               model_type=nncf.ModelType.TRANSFORMER if card["head"] == "fusion" else None,
                               ignored_scope=keep)
+    if card.get("input") == "uint8":
+        model = _frames_in(model, card)
     model.set_rt_info(json.dumps(card), ["edgeseg_card"])
     # save_model writes .xml + .bin; `path` is the .xml inside the (temporary) artifact folder.
     ov.save_model(model, str(path), compress_to_fp16=(precision == "fp16"))
+
+
+def _frames_in(model, card: dict):
+    """uint8 RGB NHWC frames of any size in: bilinear resize to S x S, layout and mean/std run in the model
+    (PrePostProcessor), so an app feeds camera bytes; labels and model type in rt_info["model_info"], where
+    the OpenVINO Model API reads them (spaces in names become underscores)."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
+
+    ppp = PrePostProcessor(model)
+    image = ppp.input("image")
+    image.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.RGB) \
+        .set_spatial_dynamic_shape()
+    image.preprocess().convert_element_type(ov.Type.f32).resize(ResizeAlgorithm.RESIZE_LINEAR) \
+        .mean([255.0 * m for m in card["mean"]]).scale([255.0 * s for s in card["std"]])
+    image.model().set_layout(ov.Layout("NCHW"))
+    model = ppp.build()
+    model.set_rt_info("Segmentation", ["model_info", "model_type"])
+    model.set_rt_info(" ".join(name.replace(" ", "_") for name in card["classes"]), ["model_info", "labels"])
+    return model
 
 
 class Backend:

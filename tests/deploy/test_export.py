@@ -289,3 +289,33 @@ def test_output_mask_and_probs_in_the_graph(tiny_run, tmp_path):
     assert api.predict(images[0]).shape == images[0].shape[:2]
     with pytest.raises(UserError, match="only output='mask'"):
         api.predict(images[0], output="probs")
+
+
+@pytest.mark.slow
+def test_openvino_takes_camera_frames_with_plain_openvino(tiny_run, tmp_path):
+    """--uint8-input: an OpenVINO app feeds uint8 RGB NHWC frames of any size to plain openvino (no edgeseg
+    code; resize, layout and mean/std in the model) and gets the mask the Predictor gives."""
+    import openvino as ov
+
+    checkpoint = str(tiny_run / "best.pt")
+    for flags in (["--uint8-input", "--output", "mask"], []):
+        proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "openvino", *flags, "--out",
+                       str(tmp_path))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads((tmp_path / "openvino-fp32-mask-u8" / "card.json").read_text())
+    size = card["img_size"]
+    model = ov.Core().read_model(str(tmp_path / "openvino-fp32-mask-u8" / "model.xml"))
+    assert model.get_rt_info(["model_info", "model_type"]).astype(str) == "Segmentation"
+    assert model.get_rt_info(["model_info", "labels"]).astype(str).split() == [c.replace(" ", "_")
+                                                                              for c in card["classes"]]
+    # f32 pinned as the README says: on a CPU with bf16 (AVX-512 BF16 / AMX) OpenVINO runs float IRs in bf16
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    predictor = load(tmp_path / "openvino-fp32")  # the float-input artifact, through deploy.runtime
+    frames = [SyntheticScenes("val", size).load(i)[0] for i in range(3)]
+    for frame in frames:
+        mask = compiled([frame[None]])[compiled.outputs[0]][0]
+        assert mask.shape == (size, size) and mask.dtype == np.uint8
+        assert (mask == predictor.predict(frame)).mean() >= THRESHOLDS["fp32"]
+    big = SyntheticScenes("val", 2 * size).load(0)[0]  # any frame size: the model resizes
+    assert compiled([big[None]])[compiled.outputs[0]][0].shape == (size, size)
+    assert load(tmp_path / "openvino-fp32-mask-u8").predict(big).shape == big.shape[:2]
