@@ -63,6 +63,11 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
     module = get_target(target)
     if precision not in module.PRECISIONS:
         raise UserError(f"target {target} does not support {precision}; it supports {', '.join(module.PRECISIONS)}")
+    if card.get("input") == "unit" and target == "tflite":  # MediaPipe: [0, 1] RGB in, normalisation inside
+        from deploy.outputs import UnitInput
+
+        graph = UnitInput(graph, card["mean"], card["std"]).eval()
+        calibration = [(to_unit(x, card), *rest) for x, *rest in calibration]
     output = card.get("output", "logits")
     if output != "logits":  # the app's upsample (+ softmax / argmax) moved into the graph
         from deploy.outputs import OutputGraph, mask_dtype
@@ -75,7 +80,7 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
     layout = "nhwc" if card.get("layout") == "nhwc" and target == "tflite" else "nchw"
     variant = "".join(tag for tag, on in (("-nhwc", layout == "nhwc"), ("-int8io", int8_io), ("-w8a8", w8a8),
                                           ("-openvocab", card["open_vocab"]), (f"-{output}", output != "logits"),
-                                          ("-u8", card.get("input") == "uint8"))
+                                          ("-u8", card.get("input") == "uint8"), ("-mediapipe", card.get("mediapipe")))
                       if on)
     name = f"{target}-{precision}{variant}"
     final = out_dir / name
@@ -153,8 +158,10 @@ def _verify(module, target: str, precision: str, artifact: Path, graph: torch.nn
                 simulated, note="torch simulation of the converted quantized graph (the Core ML runtime needs macOS)"))
         return report
     backend, reference = module.load(artifact), torch_reference(graph)
-    if card.get("input") == "uint8":  # frames in: both sides see the same uint8 image
-        backend, reference = _frames(backend, card), _frames(reference, card, normalise=True)
+    if card.get("input") in ("uint8", "unit"):  # frames in: both sides see the same uint8 image
+        # (a "unit" graph normalises inside, in torch too; a uint8 artifact's torch graph takes the normalised form)
+        backend = _frames(backend, card)
+        reference = _frames(reference, card, normalise=card["input"] == "uint8")
     report = {"verified": True, "runtime": backend.version,
               **compare(reference, backend, samples, output_classes(card), precision)}
     if card["open_vocab"]:  # agreement per vocabulary size (K = 1, a middle K, K_max), each at the threshold
@@ -181,7 +188,16 @@ class _frames:
         frame = to_frame(image, self.card)
         if self.normalise:
             return self.run(normalize(frame, self.card["mean"], self.card["std"])[None], *rest)
+        if self.card["input"] == "unit":  # float [0, 1] NCHW (the TFLite backend lays it out NHWC)
+            return self.run(np.ascontiguousarray(frame.transpose(2, 0, 1)[None], np.float32) / 255.0, *rest)
         return self.run(frame[None], *rest)
+
+
+def to_unit(inputs: np.ndarray, card: dict) -> np.ndarray:
+    """A normalised model input [1, 3, S, S] -> the same image as float RGB in [0, 1] (what MediaPipe feeds)."""
+    mean = np.asarray(card["mean"], np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(card["std"], np.float32).reshape(1, 3, 1, 1)
+    return (inputs * std + mean).astype(np.float32)
 
 
 def _text_encoder(folder: Path, card: dict, context: dict | None, target: str, precision: str,
@@ -223,8 +239,8 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
            img_size: int | None = None, open_vocab: bool = False, max_classes: int | None = None,
            verify_images: int = 16, verify_data: str | None = None, int8_io: bool = False, nhwc: bool = False,
            coreml_w8a8: bool = False, onnx_int8_recipe: str | None = None, text_encoder: bool = False,
-           output: str = "logits", uint8_input: bool = False, verify: bool = True, enforce: bool = True,
-           progress: bool = True) -> list[dict]:
+           output: str = "logits", uint8_input: bool = False, mediapipe: bool = False, verify: bool = True,
+           enforce: bool = True, progress: bool = True) -> list[dict]:
     """Export a checkpoint to each target x precision under `out`, verified against torch; returns the
     parity reports (each with `artifact`, the model file). The Python form of `python -m deploy.export`:
     the same options (underscored), the same `UserError`s for bad combinations, and with `enforce` a
@@ -243,6 +259,12 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         raise UserError(f"unknown ONNX int8 recipe '{onnx_int8_recipe}'; valid: {', '.join(ONNX_RECIPES)}")
     if onnx_int8_recipe and not ("onnx" in targets and "int8" in precisions):
         raise UserError("--onnx-int8-recipe applies to ONNX int8 artifacts only: add --target onnx --precision int8")
+    if mediapipe and set(targets) != {"tflite"}:
+        raise UserError("--mediapipe applies to TFLite artifacts only: use --target tflite")
+    if mediapipe and (output == "mask" or open_vocab or int8_io):
+        raise UserError("--mediapipe: MediaPipe's ImageSegmenter reads float class scores from a closed-set graph; "
+                        "drop --output mask / --open-vocab / --int8-io")
+    nhwc = nhwc or mediapipe
     if uint8_input and set(targets) != {"openvino"}:
         raise UserError("--uint8-input applies to OpenVINO artifacts only (PrePostProcessor): use --target openvino")
     if output not in OUTPUTS:
@@ -258,7 +280,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         card["img_size"] = img_size
     card = dict(card, open_vocab=open_vocab, int8_io=int8_io, w8a8=coreml_w8a8,
                 onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT, output=output,
-                input="uint8" if uint8_input else "float",
+                input="uint8" if uint8_input else "unit" if mediapipe else "float", mediapipe=mediapipe,
                 layout="nhwc" if nhwc else "nchw", source_checkpoint=file_hash(checkpoint))
     size = card["img_size"]
     trained = model.text_embeddings.numpy().copy()
@@ -377,6 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="what the graph returns: logits [1,K,S/4,S/4] (default; what MediaPipe and Vision "
                              "post-process themselves), probs (softmax at the input size) or mask (class indices "
                              "[1,S,S], uint8; the upsample and argmax run in the graph)")
+    parser.add_argument("--mediapipe", action="store_true",
+                        help="TFLite for MediaPipe Tasks' ImageSegmenter as is: NHWC float RGB in [0, 1] with the "
+                             "normalisation inside, TFLite Model Metadata (normalization, labels, activation)")
     parser.add_argument("--uint8-input", action="store_true",
                         help="OpenVINO: take uint8 RGB NHWC frames of any size; resize, layout and mean/std run in "
                              "the model (PrePostProcessor), labels in rt_info")
@@ -387,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   max_classes=args.max_classes, verify_images=args.verify_images, verify_data=args.verify_data,
                   int8_io=args.int8_io, nhwc=args.nhwc, coreml_w8a8=args.coreml_w8a8,
                   onnx_int8_recipe=args.onnx_int8_recipe, text_encoder=args.text_encoder, output=args.output,
-                  uint8_input=args.uint8_input,
+                  uint8_input=args.uint8_input, mediapipe=args.mediapipe,
                   verify=not args.no_verify)
     print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))
     return 0

@@ -50,3 +50,17 @@ class OutputGraph(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         logits = self.inner(*inputs)
         return logits if self.post is None else self.post(logits)
+
+
+class UnitInput(nn.Module):
+    """The image input as float RGB in [0, 1] with the per-channel normalisation inside the graph: what
+    MediaPipe Tasks feeds (its NormalizationOptions hold one scalar mean/std: 0 and 255 here)."""
+
+    def __init__(self, graph: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.inner = graph
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.inner((image - self.mean) / self.std, *rest)

@@ -81,6 +81,9 @@ class Predictor:
         [K, S, S], or for a mask artifact the class indices [S, S]."""
         if self.card.get("input") == "uint8":  # the artifact preprocesses: give it the frame the input came from
             return self._frame(to_frame(inputs, self.card))
+        if self.card.get("input") == "unit":  # MediaPipe-ready: float RGB in [0, 1], normalised inside
+            frame = to_frame(inputs, self.card)
+            inputs = np.ascontiguousarray(frame.transpose(2, 0, 1)[None], np.float32) / 255.0
         result = np.asarray(self.backend(inputs.astype(np.float32), *self._vocabulary))[0]
         if self.output == "mask":
             return result

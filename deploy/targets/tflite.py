@@ -66,7 +66,49 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
                 out = Path(tmp) / "fp16.tflite"
                 qt.quantize().export_model(str(out))
                 path.write_bytes(out.read_bytes())
-    # TFLite has no free-form metadata field we rely on: deploy.export writes card.json beside the artifact.
+    if card.get("mediapipe"):
+        _mediapipe_metadata(path, card)
+    # deploy.export writes card.json beside the artifact (the model card is not in the flatbuffer).
+
+
+def _metadata_version_binding() -> None:
+    """MediaPipe's metadata writers import a small C binding (GetMinimumMetadataParserVersion) that the
+    mediapipe 1.2 wheels on PyPI leave out; tflite-support (installed without its protobuf<4 pin; needs
+    libusb-1.0) ships the same function. Alias it where mediapipe's own is missing."""
+    import importlib
+    import sys
+    import types
+
+    name = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
+    try:
+        importlib.import_module(name)
+        return
+    except ImportError:
+        pass
+    try:
+        binding = importlib.import_module("tensorflow_lite_support.metadata.cc.python._pywrap_metadata_version")
+    except ImportError as exc:
+        from edgeseg.errors import UserError
+
+        raise UserError("--mediapipe writes TFLite metadata with tflite-support's binding: pip install --no-deps "
+                        f"tflite-support (and apt-get install libusb-1.0-0) ({exc})") from exc
+    for parent in ("mediapipe.tasks.cc", "mediapipe.tasks.cc.metadata", "mediapipe.tasks.cc.metadata.python"):
+        sys.modules.setdefault(parent, types.ModuleType(parent))
+    sys.modules[name] = binding
+
+
+def _mediapipe_metadata(path: Path, card: dict) -> None:
+    """TFLite Model Metadata as MediaPipe Tasks' ImageSegmenter reads it: one scalar normalisation (mean 0,
+    std 255: the graph takes [0, 1] and normalises per channel itself), the labels, activation NONE."""
+    _metadata_version_binding()
+    from mediapipe.tasks.python.metadata.metadata_writers import image_segmenter, metadata_writer
+
+    labels = metadata_writer.Labels().add(list(card["classes"]))
+    writer = image_segmenter.MetadataWriter.create(bytearray(path.read_bytes()), input_norm_mean=[0.0],
+                                                   input_norm_std=[255.0], labels=labels,
+                                                   activation=image_segmenter.Activation.NONE)
+    model, _ = writer.populate()
+    path.write_bytes(bytes(model))
 
 
 def _interpreter_class():

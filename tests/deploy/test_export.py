@@ -319,3 +319,33 @@ def test_openvino_takes_camera_frames_with_plain_openvino(tiny_run, tmp_path):
     big = SyntheticScenes("val", 2 * size).load(0)[0]  # any frame size: the model resizes
     assert compiled([big[None]])[compiled.outputs[0]][0].shape == (size, size)
     assert load(tmp_path / "openvino-fp32-mask-u8").predict(big).shape == big.shape[:2]
+
+
+@pytest.mark.slow
+def test_mediapipe_image_segmenter_opens_the_tflite_artifact(trained_run, tmp_path):
+    """--mediapipe: MediaPipe Tasks' ImageSegmenter (stock, PyPI mediapipe) opens the artifact as is, reads its
+    metadata (scalar normalisation, labels) and its category mask agrees with deploy.runtime's."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    checkpoint = str(trained_run / "best.pt")
+    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "tflite", "--precision", "fp32,int8",
+                   "--calib-data", "synthetic", "--mediapipe", "--output", "probs", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for precision in ("fp32", "int8"):
+        folder = tmp_path / f"tflite-{precision}-nhwc-probs-mediapipe"
+        options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(folder / "model.tflite")),
+                                               output_category_mask=True, output_confidence_masks=False)
+        segmenter = vision.ImageSegmenter.create_from_options(options)
+        assert segmenter.labels == json.loads((folder / "card.json").read_text())["classes"]
+        predictor = load(folder)
+        agree, sizes = [], []
+        for index, size in ((0, 128), (1, 128), (2, 128), (3, 384)):
+            image = SyntheticScenes("val", size).load(index)[0]
+            result = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+            mask = result.category_mask.numpy_view().squeeze(-1)
+            assert mask.shape == image.shape[:2]
+            if size == 128:  # at the model's size both see the same pixels
+                agree.append((mask == predictor.predict(image)).mean())
+        segmenter.close()
+        assert np.mean(agree) >= THRESHOLDS[precision], (precision, agree)
