@@ -33,7 +33,7 @@ from edgeseg.card import load_model
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import file_hash, write_json, write_text
 
-FIELDS = ["model", "target", "precision", "threads", "p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "size_mb",
+FIELDS = ["model", "target", "precision", "output", "threads", "output_bytes", "p50_ms", "e2e_p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "size_mb",
           "peak_rss_mb", "gflops", "achieved_gflops_s", "pixel_agreement", "runtime_version", "status"]
 
 
@@ -59,7 +59,8 @@ def export_key(card: dict, target: str, precision: str, calibration: list) -> st
 def _artifact(model: torch.nn.Module, card: dict, target: str, precision: str, out: Path,
               calibration: list, verify: list) -> tuple[Path, dict]:
     """Export (or reuse, when its export key matches) one artifact; the report says whether parity passed."""
-    folder = out / f"{target}-{precision}"
+    output = card.get("output", "logits")
+    folder = out / f"{target}-{precision}{'' if output == 'logits' else '-' + output}"
     key = export_key(card, target, precision, calibration if precision == "int8" else [])
     if (folder / "parity.json").is_file() and (folder / "card.json").is_file():
         if json.loads((folder / "card.json").read_text()).get("export_key") == key:
@@ -104,17 +105,22 @@ def plot(rows: list[dict], path: Path, accuracy: dict[str, float]) -> None:
 
 
 def markdown(rows: list[dict], machine: dict, peak: str, command: str) -> str:
-    head = ("| model | target | precision | threads | p50 ms | p90 ms | mean ± std ms | size MB | peak RSS MB | "
-            "GFLOP/s (achieved) | agreement vs torch | status |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| model | target | precision | output | threads | p50 ms (end to end: + app post-process to the mask) | "
+            "p90 ms | mean ± std ms | size MB | output KB | peak RSS MB | GFLOP/s (achieved) | agreement vs torch | "
+            "status |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         if not r["status"].startswith("ok"):
-            lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r['threads']} | – | – | – | – | – | – | – | {r['status']} |")
+            lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r.get('output', 'logits')} | "
+                         f"{r['threads']} | – | – | – | – | – | – | – | – | {r['status']} |")
             continue
         agreement = "–" if r.get("pixel_agreement") is None else f"{100 * r['pixel_agreement']:.2f}%"
-        lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r['threads']} | {r['p50_ms']:.1f} | "
-                     f"{r['p90_ms']:.1f} | {r['mean_ms']:.1f} ± {r['std_ms']:.1f} | {r['size_mb']:.2f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['achieved_gflops_s']:.1f} | {agreement} | {r['status']} |")
+        e2e = f" ({r['e2e_p50_ms']:.1f})" if r.get("e2e_p50_ms") is not None else ""
+        kb = f"{r['output_bytes'] / 1024:.0f}" if r.get("output_bytes") else "–"
+        lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r.get('output', 'logits')} | {r['threads']} | "
+                     f"{r['p50_ms']:.1f}{e2e} | {r['p90_ms']:.1f} | {r['mean_ms']:.1f} ± {r['std_ms']:.1f} | "
+                     f"{r['size_mb']:.2f} | {kb} | {r['peak_rss_mb']:.0f} | {r['achieved_gflops_s']:.1f} | {agreement} | "
+                     f"{r['status']} |")
     isa = ", ".join(k for k, v in machine["isa"].items() if v) or "none"
     lines += ["", f"Machine: {machine['cpu']}, {machine['cores']} logical cores, ISA: {isa}.",
               f"Peak: {peak}.", f"Command: `{command}`"]
@@ -137,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-below-threshold", action="store_true",
                         help="also time artifacts whose parity is below the export threshold (marked in every "
                              "table and plot); by default they are skipped, as deploy.export would refuse them")
+    parser.add_argument("--outputs", default="logits",
+                        help="comma list of graph outputs (logits, probs, mask; deploy.export --output): each is "
+                             "also timed end to end, with the app's post-processing to the S x S mask")
     parser.add_argument("--accuracy", default=None, help="accuracy.json from benchmarks.accuracy (for the plot)")
     parser.add_argument("--out", default="runs/bench")
     args = parser.parse_args(argv)
@@ -157,13 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_gflops = {name: gflops(net, args.img_size) for name, (net, _) in models.items()}
     machine = cpu_info()
     peak, peak_how = peak_gflops(machine)
-    jobs = [(name, t, p, n) for name in models for t in targets for p in precisions for n in threads]
-    jobs += [(name, "torch", "fp32", n) for name in models for n in threads]
+    outputs = args.outputs.split(",")
+    if unknown := [o for o in outputs if o not in ("logits", "probs", "mask")]:
+        raise UserError(f"unknown output {unknown[0]}; valid: logits, probs, mask")
+    jobs = [(name, t, p, o, n) for name in models for t in targets for p in precisions for o in outputs
+            for n in threads]
+    jobs += [(name, "torch", "fp32", "logits", n) for name in models for n in threads]
     rows = []
-    for name, target, precision, n in tqdm(jobs, desc="benchmark", file=sys.stderr):
+    for name, target, precision, output, n in tqdm(jobs, desc="benchmark", file=sys.stderr):
         net, net_card = models[name]
-        row = {"model": name, "target": target, "precision": precision, "threads": n, "status": "ok",
-               "gflops": model_gflops[name]}
+        net_card = dict(net_card, output=output)
+        row = {"model": name, "target": target, "precision": precision, "output": output, "threads": n,
+               "status": "ok", "gflops": model_gflops[name]}
         try:
             if target == "torch":  # eager baseline, in this process (its RSS includes the harness)
                 timing = _time_torch(net, args, n)
@@ -179,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 timing = _timing(["--artifact", str(folder), "--threads", str(n), "--warmup", str(args.warmup),
                                   "--runs", str(args.runs)])
+                if outputs != ["logits"]:  # what the app waits for: model + its post-processing to the mask
+                    row["e2e_p50_ms"] = _timing(["--artifact", str(folder), "--threads", str(n), "--warmup",
+                                                 str(args.warmup), "--runs", str(args.runs), "--postprocess"])["p50_ms"]
+                row["output_bytes"] = timing.get("output_bytes")
                 size_mb, agreement = report["bytes"] / 1e6, report.get("pixel_agreement")
                 passed = report.get("passed", True)
             row.update({k: timing[k] for k in ("p50_ms", "p90_ms", "mean_ms", "std_ms", "runs", "peak_rss_mb",

@@ -63,13 +63,19 @@ def _torch_runner(checkpoint: str, threads: int, img_size: int | None):
     return run, f"torch {torch.__version__}"
 
 
-def _artifact_runner(artifact: str, threads: int):
+def _artifact_runner(artifact: str, threads: int, postprocess: bool = False):
+    """The artifact's run on a fixed input; with `postprocess`, plus what an app then does to get the S x S
+    class mask (numpy upsample + argmax for logits/probs artifacts; nothing for --output mask ones)."""
     from deploy.runtime import load
+    from edgeseg.preprocess import logits_to_mask
 
     predictor = load(artifact, threads=threads)
     size = predictor.card["img_size"]
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-    return (lambda: predictor.run(x)), predictor.backend.version
+    output_bytes = int(np.asarray(predictor.run(x)).nbytes)  # what the graph hands the app
+    if postprocess and predictor.output != "mask":
+        return (lambda: logits_to_mask(predictor.run(x), size, size)), predictor.backend.version, output_bytes
+    return (lambda: predictor.run(x)), predictor.backend.version, output_bytes
 
 
 @cli_main
@@ -82,15 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--img-size", type=int, default=None, help="torch baseline input size")
+    parser.add_argument("--postprocess", action="store_true",
+                        help="artifacts: include the app's post-processing to an S x S class mask (end to end)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    extra = {}
     if args.checkpoint:
         run, version = _torch_runner(args.checkpoint, args.threads, args.img_size)
     else:
-        run, version = _artifact_runner(args.artifact, args.threads)
+        run, version, extra["output_bytes"] = _artifact_runner(args.artifact, args.threads, args.postprocess)
     load_ms = (time.perf_counter() - start) * 1000
     result = {"runtime_version": version, "threads": args.threads, "load_ms": load_ms,
-              **time_function(run, args.warmup, args.runs), "peak_rss_mb": peak_rss_mb()}
+              **time_function(run, args.warmup, args.runs), "peak_rss_mb": peak_rss_mb(), **extra}
     json.dump(result, sys.stdout)
     return 0
 

@@ -35,17 +35,23 @@ def test_latency_cli_on_tiny_model(tiny_run, tmp_path):
     out = tmp_path / "bench"
     proc = run_cli("benchmarks.latency", "--checkpoint", str(tiny_run / "best.pt"), "--targets", "onnx",
                    "--precisions", "fp32", "--img-size", "64", "--threads", "1", "--warmup", "2", "--runs", "5",
-                   "--peers", "lraspp", "--out", str(out))
+                   "--peers", "lraspp", "--outputs", "logits,mask", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
-    rows = {(r["model"], r["target"]): r for r in results["rows"]}
+    masks = {r["model"]: r for r in results["rows"] if r["output"] == "mask"}
+    logits = {r["model"]: r for r in results["rows"] if r["output"] == "logits" and r["target"] == "onnx"}
+    for name in ("edgeseg", "lraspp"):  # the in-graph mask: smaller output, timed end to end next to logits
+        assert masks[name]["output_bytes"] == 64 * 64 and masks[name]["e2e_p50_ms"] > 0
+        side = 64 // json.loads((out / "artifacts" / name / "onnx-fp32" / "card.json").read_text())["output_stride"]
+        assert logits[name]["output_bytes"] == 12 * side * side * 4 and logits[name]["e2e_p50_ms"] > 0
+    rows = {(r["model"], r["target"]): r for r in results["rows"] if r["output"] == "logits"}
     assert set(rows) == {("edgeseg", "onnx"), ("edgeseg", "torch"), ("lraspp", "onnx"), ("lraspp", "torch")}
     for row in rows.values():
         assert row["status"] == "ok" and row["runs"] == 5 and len(row["times_ms"]) == 5
         assert row["p50_ms"] == np.percentile(row["times_ms"], 50)
         assert row["size_mb"] > 0 and row["peak_rss_mb"] > 0
     assert (out / "results.csv").read_text().startswith("model,target,precision")
-    assert "| edgeseg | onnx | fp32 | 1 |" in (out / "results.md").read_text()
+    assert "| edgeseg | onnx | fp32 | mask | 1 |" in (out / "results.md").read_text()
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
