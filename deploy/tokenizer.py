@@ -26,6 +26,23 @@ def _is_cjk(code: int) -> bool:
             or 0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F)
 
 
+def pack(texts: list[str], tokens, max_length: int, pad: int, first: int, last: int, reserved: int,
+         filler: int) -> tuple[np.ndarray, list[str]]:
+    """ids [N, max_length] int32: first, `reserved` filler slots (learned context), the text's tokens, last,
+    then pad; returns the ids and the texts that had to be truncated (the caller says so, never silently)."""
+    ids = np.full((len(texts), max_length), pad, dtype=np.int32)
+    truncated = []
+    room = max_length - 2 - reserved
+    for row, text in enumerate(texts):
+        pieces = tokens(text)
+        if len(pieces) > room:
+            truncated.append(text)
+            pieces = pieces[:room]
+        sequence = [first, *([filler] * reserved), *pieces, last]
+        ids[row, : len(sequence)] = sequence
+    return ids, truncated
+
+
 class WordPieceTokenizer:
     """vocab.txt -> token ids; `encode` pads/truncates to `max_length` with [CLS] ... [SEP]."""
 
@@ -89,17 +106,8 @@ class WordPieceTokenizer:
     def encode(self, texts: list[str], reserved: int = 0, placeholder: int | None = None) -> tuple[np.ndarray, list[str]]:
         """ids [N, max_length] int32: [CLS] (+ `reserved` placeholder slots) tokens [SEP] [PAD]...; returns
         the ids and the texts that had to be truncated (the caller says so, never silently)."""
-        ids = np.full((len(texts), self.max_length), self.pad, dtype=np.int32)
-        truncated = []
-        room = self.max_length - 2 - reserved
-        for row, text in enumerate(texts):
-            pieces = self.tokens(text)
-            if len(pieces) > room:
-                truncated.append(text)
-                pieces = pieces[:room]
-            sequence = [self.cls, *([placeholder if placeholder is not None else self.unk] * reserved), *pieces, self.sep]
-            ids[row, : len(sequence)] = sequence
-        return ids, truncated
+        filler = placeholder if placeholder is not None else self.unk
+        return pack(texts, self.tokens, self.max_length, self.pad, self.cls, self.sep, reserved, filler)
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -193,17 +201,7 @@ class ClipBPETokenizer:
     def encode(self, texts: list[str], reserved: int = 0, placeholder: int | None = None) -> tuple[np.ndarray, list[str]]:
         """ids [N, max_length] int32 (zeros after <end_of_text>); returns the ids and the texts that were
         truncated. `reserved` slots after <start_of_text> hold `placeholder` (learned context tokens)."""
-        ids = np.zeros((len(texts), self.max_length), dtype=np.int32)
-        truncated = []
-        room = self.max_length - 2 - reserved
-        for row, text in enumerate(texts):
-            pieces = self.tokens(text)
-            if len(pieces) > room:
-                truncated.append(text)
-                pieces = pieces[:room]
-            sequence = [self.start, *([placeholder or 0] * reserved), *pieces, self.end]
-            ids[row, : len(sequence)] = sequence
-        return ids, truncated
+        return pack(texts, self.tokens, self.max_length, 0, self.start, self.end, reserved, placeholder or 0)
 
 
 def write_clip_vocab(bpe_gz: str | Path, folder: Path) -> None:
