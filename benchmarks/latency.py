@@ -148,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "also timed end to end, with the app's post-processing to the S x S mask")
     parser.add_argument("--accuracy", default=None, help="accuracy.json from benchmarks.accuracy (for the plot)")
     parser.add_argument("--out", default="runs/bench")
+    parser.add_argument("--docs", default=None, help="also write DOCS/NAME.md (the table stamped with commit, "
+                                                      "checkpoint and machine) and DOCS/NAME.png")
+    parser.add_argument("--docs-name", default="latency-results", help="NAME of the docs files")
     args = parser.parse_args(argv)
     targets = [t for t in TARGETS if t != "coreml"] if args.targets == "all" else args.targets.split(",")
     if "coreml" in targets:
@@ -220,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown(rows, machine, peak_how, command)
     write_text(out / "results.md", table)
     plot(rows, out / "latency.png", accuracy)
+    if args.docs:
+        from benchmarks.stamp import stamp
+
+        write_text(Path(args.docs) / f"{args.docs_name}.md",
+                   stamp("Latency", command, {"checkpoint": file_hash(args.checkpoint)}) + table)
+        plot(rows, Path(args.docs) / f"{args.docs_name}.png", accuracy)
     print(table)
     return 0
 
