@@ -48,7 +48,8 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
 
         from deploy.quantize import pt2e_int8
 
-        model, pt2e_quantizer = pt2e_int8(graph, example_inputs, calibration)
+        # --int8-io wants the image tensor itself int8: its first layers cannot stay float then
+        model, pt2e_quantizer = pt2e_int8(graph, example_inputs, calibration, early_float=not card.get("int8_io"))
         litert_torch.convert(model, example_inputs, quant_config=QuantConfig(pt2e_quantizer=pt2e_quantizer)).export(
             str(path))
         if not card.get("int8_io"):
