@@ -183,13 +183,13 @@ class _frames:
         self.version = getattr(run, "version", "torch")
 
     def __call__(self, image: np.ndarray, *rest: np.ndarray) -> np.ndarray:
-        from edgeseg.preprocess import normalize, to_frame
+        from edgeseg.preprocess import normalize, to_frame, unit_input
 
         frame = to_frame(image, self.card)
         if self.normalise:
             return self.run(normalize(frame, self.card["mean"], self.card["std"])[None], *rest)
         if self.card["input"] == "unit":  # float [0, 1] NCHW (the TFLite backend lays it out NHWC)
-            return self.run(np.ascontiguousarray(frame.transpose(2, 0, 1)[None], np.float32) / 255.0, *rest)
+            return self.run(unit_input(frame), *rest)
         return self.run(frame[None], *rest)
 
 

@@ -16,7 +16,7 @@ from deploy.tokenizer import ClipBPETokenizer, WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
 from edgeseg.card import check_card, vocabulary_palette
 from edgeseg.errors import UserError
-from edgeseg.preprocess import logits_to_mask, preprocess, resize_mask, to_frame
+from edgeseg.preprocess import logits_to_mask, preprocess, resize_mask, to_frame, unit_input
 
 
 class Predictor:
@@ -79,19 +79,20 @@ class Predictor:
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Model input [1, 3, S, S] float32 -> logits [K, h, w] (K = the current vocabulary's size), probs
         [K, S, S], or for a mask artifact the class indices [S, S]."""
-        if self.card.get("input") == "uint8":  # the artifact preprocesses: give it the frame the input came from
+        kind = self.card.get("input")
+        if kind == "uint8":  # the artifact preprocesses: give it the frame the input came from
             return self._frame(to_frame(inputs, self.card))
-        if self.card.get("input") == "unit":  # MediaPipe-ready: float RGB in [0, 1], normalised inside
-            frame = to_frame(inputs, self.card)
-            inputs = np.ascontiguousarray(frame.transpose(2, 0, 1)[None], np.float32) / 255.0
-        result = np.asarray(self.backend(inputs.astype(np.float32), *self._vocabulary))[0]
-        if self.output == "mask":
-            return result
-        return result[: len(self.card["classes"])] if self.open_vocab else result
+        if kind == "unit":  # MediaPipe-ready: float RGB in [0, 1], normalised inside
+            return self._call(unit_input(to_frame(inputs, self.card)))
+        return self._call(inputs.astype(np.float32))
 
     def _frame(self, image: np.ndarray) -> np.ndarray:
         """A uint8 RGB frame [H, W, 3] straight into an artifact with the preprocessing inside."""
-        result = np.asarray(self.backend(np.ascontiguousarray(image[None]), *self._vocabulary))[0]
+        return self._call(np.ascontiguousarray(image[None]))
+
+    def _call(self, image: np.ndarray) -> np.ndarray:
+        """The backend on the image input and the current vocabulary; the used class maps (or the mask)."""
+        result = np.asarray(self.backend(image, *self._vocabulary))[0]
         if self.output == "mask":
             return result
         return result[: len(self.card["classes"])] if self.open_vocab else result

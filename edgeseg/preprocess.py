@@ -19,6 +19,11 @@ def to_frame(inputs: np.ndarray, card: dict) -> np.ndarray:
     return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
 
+def unit_input(frame: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H, W, 3] -> float32 [1, 3, H, W] in [0, 1] (a graph that normalises inside: --mediapipe)."""
+    return np.ascontiguousarray(frame.transpose(2, 0, 1)[None], np.float32) / 255.0
+
+
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """Resize uint8 RGB to the model's static square input (bilinear)."""
     if image.shape[0] == size and image.shape[1] == size:
