@@ -104,11 +104,43 @@ def plot(rows: list[dict], path: Path, accuracy: dict[str, float]) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
+def comparison(rows: list[dict]) -> str:
+    """Ours next to each peer per runtime, precision and output: p50 at every thread count, and the ratio at the
+    most threads (the headline a user compares); empty when no peer was timed."""
+    ok = {(r["model"], r["target"], r["precision"], r.get("output", "logits"), r["threads"]): r
+          for r in rows if r["status"].startswith("ok")}
+    peers = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "edgeseg"))
+    threads = sorted({r["threads"] for r in rows})
+    keys = list(dict.fromkeys((r["target"], r["precision"], r.get("output", "logits")) for r in rows))
+    if not peers:
+        return ""
+    slash = " / ".join(f"{n}T" for n in threads)
+    lines = [f"| runtime, precision, output | edgeseg p50 ms ({slash}) | "
+             + " | ".join(f"{p} p50 ms ({slash}) | edgeseg / {p} ({threads[-1]}T)" for p in peers)
+             + " | edgeseg agreement vs torch |", "|---|---|" + "---|---|" * len(peers) + "---|"]
+    for target, precision, output in keys:
+        def p50s(model: str) -> str:
+            return " / ".join(f"{ok[(model, target, precision, output, n)]['p50_ms']:.1f}"
+                              if (model, target, precision, output, n) in ok else "–" for n in threads)
+
+        ours = ok.get(("edgeseg", target, precision, output, threads[-1]))
+        cells = []
+        for peer in peers:
+            theirs = ok.get((peer, target, precision, output, threads[-1]))
+            ratio = f"{ours['p50_ms'] / theirs['p50_ms']:.2f}" if ours and theirs else "–"
+            cells.append(f"{p50s(peer)} | {ratio}")
+        agreement = ("–" if not ours or ours.get("pixel_agreement") is None
+                     else f"{100 * ours['pixel_agreement']:.2f} %" + (" (below threshold)" if "BELOW" in ours["status"]
+                                                                      else ""))
+        lines.append(f"| {target} {precision} {output} | {p50s('edgeseg')} | " + " | ".join(cells) + f" | {agreement} |")
+    return "\n".join(lines) + "\n\n"
+
+
 def markdown(rows: list[dict], machine: dict, peak: str, command: str) -> str:
     head = ("| model | target | precision | output | threads | p50 ms (end to end: + app post-process to the mask) | "
             "p90 ms | mean ± std ms | size MB | output KB | peak RSS MB | GFLOP/s (achieved) | agreement vs torch | "
             "status |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
+    lines = [comparison(rows) + head]
     for r in rows:
         if not r["status"].startswith("ok"):
             lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | {r.get('output', 'logits')} | "

@@ -1,0 +1,305 @@
+"""Regenerate every figure README and docs/ publish, from a clean clone: `make results [FAST=1]`.
+
+python -m benchmarks.report [--fast] [--steps demo,parity,...|all] [--out runs/report] [--docs docs]
+    [--readme README.md] [--check-readme]
+
+Each step runs one repo command (the same one README shows next to its table) and writes DOCS/<name>.md
+stamped with the commit, the checkpoint hashes, the machine (CPU model, ISA flags, cores) and the date.
+Then README's generated blocks — `<!-- report: docs/NAME.md -->` ... `<!-- /report -->` — are copied from
+those files, so every table in README is traceable to one file this command wrote. `--fast` runs every
+step with tiny budgets into runs/report-fast (CI proves the pipeline; its figures mean nothing).
+`--check-readme` only checks that README's blocks equal their docs files (exit 1 if not).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import re
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from benchmarks.stamp import ROOT, stamp
+from edgeseg.errors import CheckFailed, UserError, cli_main
+from edgeseg.io import file_hash, write_text
+
+# A tiny training budget for --fast (CI): a few iterations, a few val images.
+TINY = ["--iters", "4", "--val-interval", "2", "--val-limit", "4", "--batch-size", "4"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One published result: the command that makes it and how its table reaches DOCS/<doc>.md."""
+
+    doc: str                                   # DOCS/<doc>.md (and .png when `images`)
+    title: str
+    module: str                                # python -m <module>
+    full: Callable[[Path], list[str]]          # argv for the published run, given the step's folder
+    fast: Callable[[Path], list[str]]          # argv for --fast
+    table: Callable[[Path, list[str]], str]    # (the step folder, its argv) -> markdown body
+    checkpoints: Callable[[Path, Path], dict[str, Path]] = lambda step, out: {}
+    images: dict[str, str] = field(default_factory=dict)  # file in the step folder -> DOCS/<name>
+    ok_codes: tuple[int, ...] = (0,)           # exit codes that still give a table (export: 1 = refused artifact)
+    cost: str = ""                             # full-mode time on the development machine (for --help)
+
+
+def _read(name: str) -> Callable[[Path], str]:
+    return lambda folder, argv: (folder / name).read_text()
+
+
+def _demo_ckpt(out: Path) -> str:
+    return str(out / "demo" / "best.pt")
+
+
+def _demo_table(folder: Path, argv: list[str]) -> str:
+    """Training summary of the demo model from its metrics.csv: time, speed, the validation curve."""
+    from edgeseg.config import parse_with_config, training_parser
+
+    batch = parse_with_config(training_parser("edgeseg.train", ""), argv).batch_size
+    with open(folder / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    card = json.loads((folder / "model_card.json").read_text())
+    vals = [r for r in rows if r.get("val_mIoU")]
+    last, best = rows[-1], max(vals, key=lambda r: float(r["val_mIoU"]))
+    iters, seconds = int(last["iter"]), float(last["seconds"])
+    lines = ["| backbone + head | iterations × batch | train time | iterations / s | final val mIoU | best val mIoU "
+             "(iteration) | final pixel accuracy |", "|---|---|---|---|---|---|---|",
+             f"| {card.get('backbone')} + {card.get('head')} | {iters} × {batch} "
+             f"| {seconds:.0f} s | {iters / seconds:.2f} | {100 * float(vals[-1]['val_mIoU']):.1f} | "
+             f"{100 * float(best['val_mIoU']):.1f} ({best['iter']}) | {100 * float(vals[-1]['val_pixel_accuracy']):.1f} |",
+             "", "Validation curve (val mIoU at iteration): "
+             + " → ".join(f"{100 * float(r['val_mIoU']):.1f} ({r['iter']})" for r in vals) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _parity_table(folder: Path, argv: list[str]) -> str:
+    """target × precision: pixel agreement with torch fp32 / max |Δlogit| / size, from every parity.json."""
+    reports: dict[tuple[str, str], dict] = {}
+    for path in sorted(folder.glob("*/parity.json")) + sorted(folder.glob("*.parity-failed.json")):
+        report = json.loads(path.read_text())
+        precision = report.get("precision") or path.parent.name.split("-")[1]
+        reports[(report["target"], precision)] = report
+    targets = sorted({t for t, _ in reports}, key=["onnx", "openvino", "tflite", "coreml"].index)
+    precisions = [p for p in ("fp32", "fp16", "int8") if any(q == p for _, q in reports)]
+
+    def cell(report: dict | None) -> str:
+        if report is None:
+            return "–"
+        size = f"{report['bytes'] / 1e6:.1f} MB" if report.get("bytes") else ""
+        if "pixel_agreement" not in report:
+            return f"{size} (spec checked)"
+        verdict = "" if report.get("passed", True) else " **refused**"
+        return (f"{100 * report['pixel_agreement']:.2f} % / {report.get('max_abs_logit_diff', float('nan')):.2g} / "
+                f"{size}{verdict}")
+
+    lines = ["| target | " + " | ".join(precisions) + " |", "|---|" + "---|" * len(precisions)]
+    lines += [f"| {t} | " + " | ".join(cell(reports.get((t, p))) for p in precisions) + " |" for t in targets]
+    first = next(iter(reports.values()), {})
+    lines.append(f"\nCells: pixel agreement of the argmax with torch fp32 / max |Δlogit| / size on disk, on "
+                 f"{first.get('images', '?')} held-out val images at the trained size (threshold per precision in "
+                 "`deploy/parity.py`; **refused** = the exporter would not ship it). Core ML cannot run on Linux: "
+                 "its artifacts are spec-checked only.")
+    return "\n".join(lines) + "\n"
+
+
+def _train_flags(fast: bool) -> list[str]:
+    return TINY if fast else []
+
+
+STEPS: dict[str, Step] = {
+    "demo": Step(
+        "demo-training", "Training the demo model (make demo's recipe)", "edgeseg.train",
+        full=lambda d: ["--backbone", "mobilenetv3", "--iters", "1200", "--out", str(d)],
+        fast=lambda d: ["--backbone", "mobilenetv3", *TINY, "--out", str(d)],
+        table=_demo_table, checkpoints=lambda d, out: {"demo": d / "best.pt"}, cost="9 min"),
+    "parity": Step(
+        "export-parity", "Export parity of the demo model", "deploy.export",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--target", "all", "--precision", "all",
+                        "--calib-data", "synthetic", "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--target", "onnx", "--precision", "fp32,int8",
+                        "--calib-data", "synthetic", "--calib-size", "4", "--verify-images", "4", "--out", str(d)],
+        table=_parity_table, checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, ok_codes=(0, 1),
+        cost="7 min"),
+    "latency": Step(
+        "latency-results", "Latency at 512², ours and LR-ASPP through one harness", "benchmarks.latency",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx,openvino,tflite",
+                        "--precisions", "fp32,int8", "--runs", "30", "--allow-below-threshold",
+                        "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--precisions", "fp32",
+                        "--img-size", "128", "--threads", "1", "--warmup", "1", "--runs", "3", "--out", str(d)],
+        table=_read("results.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"},
+        images={"latency.png": "latency.png"}, cost="12 min"),
+    "accuracy": Step(
+        "accuracy-results", "Validation mIoU of every artifact next to torch", "benchmarks.accuracy",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--precisions", "fp32",
+                        "--limit", "4", "--out", str(d)],
+        table=_read("accuracy.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="6 min"),
+    "heads": Step(
+        "heads", "Heads at equal budget", "benchmarks.heads",
+        full=lambda d: ["--iters", "600", "--out", str(d)],
+        fast=lambda d: ["--heads", "fusion,linear", *TINY, "--out", str(d)],
+        table=_read("heads.md"),
+        checkpoints=lambda d, out: {h.name: h / "best.pt" for h in sorted(d.iterdir()) if (h / "best.pt").is_file()},
+        cost="15 min"),
+    "distillation": Step(
+        "distillation-results", "Distillation at equal student budget", "benchmarks.distillation",
+        full=lambda d: ["--backbone", "mobilenetv3", "--iters", "400", "--val-interval", "100", "--out", str(d)],
+        fast=lambda d: ["--teacher-flags", shlex.join(["--backbone", "efficientnet-lite", *TINY]),
+                        "--backbone", "mobilenetv3", *TINY, "--out", str(d)],
+        table=_read("distillation.md"),
+        checkpoints=lambda d, out: {h.name: h / "best.pt" for h in sorted(d.iterdir()) if (h / "best.pt").is_file()},
+        cost="20 min"),
+    "train-speed": Step(
+        "train-speed", "Training speed: AMP vs fp32", "benchmarks.train_speed",
+        full=lambda d: ["--out", str(d)],
+        fast=lambda d: ["--img-size", "64", "--batch-size", "2", "--iters", "2", "--warmup", "1", "--out", str(d)],
+        table=_read("train_speed.md"), cost="3 min"),
+    "ablation": Step(
+        "ablation-results", "Prompting methods: ablation at equal budget", "benchmarks.ablation",
+        full=lambda d: ["--backbone", "efficientnet-lite", "--iters", "500", "--val-interval", "100", "--out", str(d)],
+        fast=lambda d: ["--variants", "plain-fusion,edgeseg", "--backbone", "efficientnet-lite", *TINY,
+                        "--out", str(d)],
+        table=_read("ablation.md"),
+        checkpoints=lambda d, out: {h.name: h / "best.pt" for h in sorted(d.iterdir()) if (h / "best.pt").is_file()},
+        cost="60 min"),
+    "onnx-int8": Step(
+        "onnx-int8-recipes", "ONNX Runtime int8 recipes", "benchmarks.onnx_int8",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--open-vocab", "--sizes", "128,512",
+                        "--threads", "1,2", "--rounds", "5", "--runs", "10", "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--recipes", "u8s8-qop-pct-early", "--threads", "1",
+                        "--rounds", "1", "--runs", "2", "--warmup", "1", "--calib-size", "4", "--verify-images", "4",
+                        "--out", str(d)],
+        table=_read("onnx-int8.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="25 min"),
+    "zeroshot": Step(
+        "zeroshot-results", "Zero-shot benchmark", "benchmarks.zeroshot",
+        full=lambda d: ["--iters", "600", "--out", str(d)],
+        fast=lambda d: ["--fast", "--variants", "head-fusion", "--seeds", "0", "--out", str(d)],
+        table=_read("zeroshot.md"), images={"zeroshot.png": "zeroshot.png"},
+        cost="about 8 GPU minutes on an H200 per variant group; 4-6 hours on 2 CPU cores"),
+}
+# `make results` without STEPS: everything a 2-core CPU finishes in about two hours (zeroshot: --steps all).
+DEFAULT_STEPS = ["demo", "parity", "latency", "accuracy", "heads", "distillation", "train-speed", "ablation",
+                 "onnx-int8"]
+NEEDS_DEMO = {"parity", "latency", "accuracy", "onnx-int8"}
+
+BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
+
+
+def body_of(doc_text: str) -> tuple[str, str]:
+    """(provenance line, table body) of a stamped docs file: its header list becomes one line."""
+    head, _, body = doc_text.partition("\n\n- commit:")
+    if not body:
+        return "", doc_text.strip() + "\n"
+    meta, _, rest = ("- commit:" + body).partition("\n\n")
+    fields = dict(line[2:].split(": ", 1) for line in meta.splitlines() if line.startswith("- ") and ": " in line)
+    command = re.search(r"Generated by `(.*)`", head)
+    line = (f"<sub>Generated by `{command.group(1) if command else '?'}` at commit `{fields.get('commit', '?')}` on "
+            f"{fields.get('machine', '?')}, {fields.get('date', '?')}"
+            + (f"; checkpoints {fields['checkpoints (sha256, first 12 hex digits)']}"
+               if "checkpoints (sha256, first 12 hex digits)" in fields else "") + ".</sub>")
+    return line, rest.strip() + "\n"
+
+
+def readme_blocks(readme: str, root: Path) -> list[tuple[str, str, str]]:
+    """(doc path, README's block, the block its docs file gives) for every generated block."""
+    out = []
+    for match in BLOCK.finditer(readme):
+        path = root / match["doc"]
+        if not path.is_file():
+            raise UserError(f"README names {match['doc']} in a report block, but that file does not exist")
+        provenance, body = body_of(path.read_text())
+        out.append((match["doc"], match["body"], f"{body}\n{provenance}\n" if provenance else body))
+    return out
+
+
+def sync_readme(readme_path: Path) -> list[str]:
+    """Copy every generated block of README from its docs file (paths relative to README's folder); returns the
+    docs whose block changed."""
+    root = readme_path.parent
+    text = readme_path.read_text()
+    changed = [doc for doc, have, want in readme_blocks(text, root) if have != want]
+    wanted = {doc: want for doc, _, want in readme_blocks(text, root)}
+    text = BLOCK.sub(lambda m: m.group(1) + wanted[m["doc"]] + m.group(4), text)
+    write_text(readme_path, text)
+    return changed
+
+
+def run_step(name: str, step: Step, out: Path, docs: Path, fast: bool, command: str) -> float:
+    """Run one step's command, then write DOCS/<doc>.md (+ images) from what it wrote; returns seconds."""
+    folder = out / name
+    argv = (step.fast if fast else step.full)(folder)
+    print(f"== {name}: python -m {step.module} {shlex.join(argv)}", file=sys.stderr, flush=True)
+    started = time.time()
+    code = int(importlib.import_module(step.module).main(argv) or 0)
+    seconds = time.time() - started
+    if code not in step.ok_codes:
+        raise CheckFailed(f"step {name} failed (python -m {step.module} exited {code}); see the output above")
+    body = step.table(folder, argv)
+    checkpoints = {k: file_hash(str(p))[:12] for k, p in step.checkpoints(folder, out).items() if Path(p).is_file()}
+    title = step.title + (" (FAST MODE: tiny budgets, the figures mean nothing)" if fast else "")
+    header = stamp(title, f"{command} (step {name}: python -m {step.module} {shlex.join(argv)})", checkpoints)
+    write_text(docs / f"{step.doc}.md", header + body + f"\nStep time: {seconds / 60:.1f} min.\n")
+    for source, target in step.images.items():
+        if (folder / source).is_file():
+            shutil.copyfile(folder / source, docs / target)
+    return seconds
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="steps (full-mode time on a 2-core Intel Xeon):\n" + "\n".join(
+            f"  {n:13s} python -m {s.module} → docs/{s.doc}.md ({s.cost})" for n, s in STEPS.items())
+        + f"\ndefault: {','.join(DEFAULT_STEPS)}; 'all' adds zeroshot")
+    parser.add_argument("--fast", action="store_true", help="tiny budgets (CI): proves the pipeline, figures mean nothing")
+    parser.add_argument("--steps", default=None, help="comma list of steps, or all (default: see below)")
+    parser.add_argument("--out", default=None, help="run folders (default runs/report, --fast: runs/report-fast)")
+    parser.add_argument("--docs", default=None, help="where the stamped tables go (default docs/, --fast: OUT/docs)")
+    parser.add_argument("--readme", default=None,
+                        help="README whose generated blocks are copied from DOCS (default: README.md when DOCS is "
+                             "the repo's docs/; none otherwise)")
+    parser.add_argument("--check-readme", action="store_true",
+                        help="run nothing: check README's generated blocks equal their docs files")
+    args = parser.parse_args(argv)
+    if args.check_readme:
+        readme = Path(args.readme or ROOT / "README.md")
+        stale = [doc for doc, have, want in readme_blocks(readme.read_text(), readme.parent) if have != want]
+        if stale:
+            raise CheckFailed(f"README blocks differ from {', '.join(stale)}: run python -m benchmarks.report "
+                              "--steps none to copy them")
+        print(f"README: every generated block equals its docs file ({len(readme_blocks(readme.read_text(), readme.parent))})")
+        return 0
+    names = (list(STEPS) if args.steps == "all" else [] if args.steps == "none"
+             else [s.strip() for s in (args.steps or ",".join(DEFAULT_STEPS)).split(",") if s.strip()])
+    if unknown := [n for n in names if n not in STEPS]:
+        raise UserError(f"unknown step(s) {', '.join(unknown)}; valid: {', '.join(STEPS)}, all, none")
+    out = Path(args.out or ("runs/report-fast" if args.fast else "runs/report"))
+    docs = Path(args.docs or (out / "docs" if args.fast else ROOT / "docs"))
+    readme = Path(args.readme) if args.readme else (ROOT / "README.md" if docs.resolve() == (ROOT / "docs") else None)
+    if NEEDS_DEMO & set(names) and "demo" not in names and not Path(_demo_ckpt(out)).is_file():
+        raise UserError(f"steps {', '.join(sorted(NEEDS_DEMO & set(names)))} need the demo model "
+                        f"{_demo_ckpt(out)}: add the demo step")
+    command = "python -m benchmarks.report " + " ".join(argv if argv is not None else sys.argv[1:])
+    times = {}
+    for name in [n for n in STEPS if n in names]:  # registry order: demo before what uses it
+        times[name] = run_step(name, STEPS[name], out, docs, args.fast, command.strip())
+    if readme is not None:
+        changed = sync_readme(readme)
+        print(f"README: {len(changed)} generated block(s) updated from docs ({', '.join(changed) or 'none'})",
+              file=sys.stderr)
+    for name, seconds in times.items():
+        print(f"{name}: {seconds / 60:.1f} min → {docs / STEPS[name].doc}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
