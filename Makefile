@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_ITERS ?= 1200
 
-.PHONY: demo test test-fast install install-all clean
+.PHONY: demo test test-fast results install install-all clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: install
 	$(PY) -m edgeseg.train --backbone mobilenetv3 --iters $(DEMO_ITERS) --out runs/demo
 	$(PY) -m edgeseg.evaluate --checkpoint runs/demo/best.pt
 	$(PY) -m edgeseg.predict --checkpoint runs/demo/best.pt --source examples --out runs/demo/predictions
+
+# Every published table: docs/*.md stamped (commit, checkpoints, machine, date), README's blocks copied from them.
+# FAST=1: tiny budgets into runs/report-fast (what CI runs); STEPS=a,b or STEPS=all (adds zeroshot).
+results: install-all
+	$(PY) -m benchmarks.report $(if $(FAST),--fast) $(if $(STEPS),--steps $(STEPS))
 
 test: install-all
 	$(PY) -m pytest -q -ra

@@ -141,6 +141,13 @@ STEPS: dict[str, Step] = {
         fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--precisions", "fp32",
                         "--limit", "4", "--out", str(d)],
         table=_read("accuracy.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="6 min"),
+    "mediapipe": Step(
+        "mediapipe-parity", "What a MediaPipe app gets: stock ImageSegmenter vs deploy.runtime on real-size frames",
+        "benchmarks.mediapipe",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--precisions", "fp32", "--sizes", "128,200x300",
+                        "--images", "2", "--out", str(d)],
+        table=_read("mediapipe.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="4 min"),
     "heads": Step(
         "heads", "Heads at equal budget", "benchmarks.heads",
         full=lambda d: ["--iters", "600", "--out", str(d)],
@@ -185,11 +192,12 @@ STEPS: dict[str, Step] = {
         cost="about 8 GPU minutes on an H200 per variant group; 4-6 hours on 2 CPU cores"),
 }
 # `make results` without STEPS: everything a 2-core CPU finishes in about two hours (zeroshot: --steps all).
-DEFAULT_STEPS = ["demo", "parity", "latency", "accuracy", "heads", "distillation", "train-speed", "ablation",
+DEFAULT_STEPS = ["demo", "parity", "latency", "accuracy", "mediapipe", "heads", "distillation", "train-speed", "ablation",
                  "onnx-int8"]
-NEEDS_DEMO = {"parity", "latency", "accuracy", "onnx-int8"}
+NEEDS_DEMO = {"parity", "latency", "accuracy", "mediapipe", "onnx-int8"}
 
-BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
+# `docs/NAME.md` copies the file's whole body; `docs/NAME.md#first` only its first paragraph (e.g. a summary table).
+BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+)(?:#(?P<part>first))? -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
 
 
 def body_of(doc_text: str) -> tuple[str, str]:
@@ -215,6 +223,8 @@ def readme_blocks(readme: str, root: Path) -> list[tuple[str, str, str]]:
         if not path.is_file():
             raise UserError(f"README names {match['doc']} in a report block, but that file does not exist")
         provenance, body = body_of(path.read_text())
+        if match["part"] == "first":
+            body = body.split("\n\n", 1)[0].strip() + "\n"
         out.append((match["doc"], match["body"], f"{body}\n{provenance}\n" if provenance else body))
     return out
 
@@ -224,9 +234,10 @@ def sync_readme(readme_path: Path) -> list[str]:
     docs whose block changed."""
     root = readme_path.parent
     text = readme_path.read_text()
-    changed = [doc for doc, have, want in readme_blocks(text, root) if have != want]
-    wanted = {doc: want for doc, _, want in readme_blocks(text, root)}
-    text = BLOCK.sub(lambda m: m.group(1) + wanted[m["doc"]] + m.group(4), text)
+    blocks = readme_blocks(text, root)
+    changed = [doc for doc, have, want in blocks if have != want]
+    wanted = iter(want for _, _, want in blocks)
+    text = BLOCK.sub(lambda m: m.group(1) + next(wanted) + m.group(5), text)
     write_text(readme_path, text)
     return changed
 

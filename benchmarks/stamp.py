@@ -13,14 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
-    """The repository's HEAD commit (+ '-dirty' when tracked files differ), or 'unknown' outside git.
+    """The repository's HEAD commit (+ '-dirty' when tracked code differs; docs/ and README.md, which the
+    benchmarks themselves write, do not count), or 'unknown' outside git.
     $EDGESEG_COMMIT names it where the tree was copied without its .git (a remote GPU machine)."""
     if os.environ.get("EDGESEG_COMMIT"):
         return os.environ["EDGESEG_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)docs", ":(exclude)README.md"], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

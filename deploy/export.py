@@ -281,6 +281,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
     card = dict(card, open_vocab=open_vocab, int8_io=int8_io, w8a8=coreml_w8a8,
                 onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT, output=output,
                 input="uint8" if uint8_input else "unit" if mediapipe else "float", mediapipe=mediapipe,
+                resize="mediapipe" if mediapipe else "antialias",  # how the app resizes (edgeseg.preprocess.RESIZES)
                 layout="nhwc" if nhwc else "nchw", source_checkpoint=file_hash(checkpoint))
     size = card["img_size"]
     trained = model.text_embeddings.numpy().copy()

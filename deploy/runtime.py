@@ -112,7 +112,9 @@ class Predictor:
         if self.output == "mask":  # the graph upsampled and took the argmax at S x S; nearest to the image size
             raw = self._frame(image) if self.card.get("input") == "uint8" else self.run(preprocess(image, self.card))
             return resize_mask(raw, image.shape[0], image.shape[1])
-        return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1])
+        # a MediaPipe artifact's category mask: align_corners upsampling of the scores, then the argmax (measured)
+        grid = "align" if self.card.get("resize") == "mediapipe" else "half"
+        return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1], grid)
 
 
 class TextEncoder:

@@ -40,22 +40,31 @@ class Model:
         """The names the masks index (the trained ones, or the last set_classes)."""
         return list(self.card["classes"])
 
-    def set_classes(self, names: Sequence[str]) -> None:
+    def set_classes(self, names: Sequence[str], embeddings: np.ndarray | None = None) -> None:
         """Segment these class names from now on. A checkpoint embeds them with its text encoder (through its
         learned context tokens, if trained with them); an open-vocabulary artifact with its exported text
-        encoder, on the device. Raises UserError for empty, duplicate or too many names."""
+        encoder, on the device. `embeddings` [K, D] (e.g. from python -m edgeseg.text) skips the encoder.
+        Raises UserError for empty, duplicate or too many names, or embeddings of the wrong shape."""
         names = [str(n).strip() for n in names]
         if not names or not all(names):
             raise UserError("set_classes: give at least one non-empty class name")
         if len(set(names)) != len(names):
             raise UserError(f"set_classes: '{next(n for n in names if names.count(n) > 1)}' is listed twice")
         if self.kind == "artifact":
-            self._runner.set_classes(names)
+            if embeddings is None:
+                self._runner.set_classes(names)
+            else:
+                self._runner.set_embeddings(np.asarray(embeddings, np.float32), names)
             self.card = self._runner.card
             return
         from edgeseg.predict import vocabulary
 
-        self.card, self._embeddings = vocabulary(self.card, names, self._context)
+        card, text = vocabulary(self.card, names, self._context)
+        if embeddings is not None:
+            text = np.asarray(embeddings, np.float32)
+            if text.shape != (len(names), self.card["text_dim"]):
+                raise UserError(f"embeddings have shape {text.shape}; expected ({len(names)}, {self.card['text_dim']})")
+        self.card, self._embeddings = card, text
 
     def predict(self, image: Image | Sequence[Image], output: str = "mask") -> np.ndarray | list[np.ndarray]:
         """Segment an image (uint8 RGB array [H, W, 3], or a path) or a list of them.
@@ -78,7 +87,8 @@ class Model:
                                 "output='mask' is available; export with --output logits for scores")
             return self._runner.predict(array)
         logits = self._logits(preprocess(array, self.card))
-        up = upsample_logits(logits, array.shape[0], array.shape[1])
+        grid = "align" if self.card.get("resize") == "mediapipe" else "half"  # as deploy.runtime's predict
+        up = upsample_logits(logits, array.shape[0], array.shape[1], grid)
         if output == "logits":
             return up
         if output == "probs":

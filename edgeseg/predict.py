@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from edgeseg.card import build_model, check_card
 from edgeseg.errors import UserError, cli_main
-from edgeseg.io import list_images, load_checkpoint, read_image, write_json, write_png
-from edgeseg.preprocess import logits_to_mask, overlay, preprocess
+from edgeseg.io import list_images, read_image, write_json, write_png
+from edgeseg.preprocess import overlay
 
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
     import torch
+
+    from edgeseg.api import Model
 
 
 def torch_logits_fn(model: torch.nn.Module, device: str = "cpu",
@@ -67,24 +68,28 @@ def vocabulary(card: dict, names: list[str], context: dict | None) -> tuple[dict
     return dict(card, classes=names, palette=vocabulary_palette(names, card["classes"], card["palette"])), embeddings
 
 
-def write_predictions(logits_fn: Callable[[np.ndarray], np.ndarray], card: dict, source: str, out: str) -> int:
-    """Predict every image of `source` and write overlay + mask PNGs into `out`; returns the count."""
+def write_predictions(model: Model, source: str, out: str) -> int:
+    """Predict every image of `source` with an edgeseg.load model and write overlay + mask PNGs into `out`."""
     files = list_images(source)
     out_dir = Path(out)
+    palette = model.card["palette"]
     for path in tqdm(files, desc="predict", file=sys.stderr, disable=len(files) < 2):
         image = read_image(path)
-        mask = logits_to_mask(logits_fn(preprocess(image, card)), image.shape[0], image.shape[1])
-        write_png(out_dir / f"{path.stem}_overlay.png", overlay(image, mask, card["palette"]))
-        write_png(out_dir / f"{path.stem}_mask.png", mask, palette=card["palette"])
+        mask = model.predict(image)
+        write_png(out_dir / f"{path.stem}_overlay.png", overlay(image, mask, palette))
+        write_png(out_dir / f"{path.stem}_mask.png", mask, palette=palette)
     write_json(out_dir / "legend.json", [{"index": i, "class": name, "color": color}
-                                         for i, (name, color) in enumerate(zip(card["classes"], card["palette"]))])
+                                         for i, (name, color) in enumerate(zip(model.classes, palette))])
     print(f"wrote {len(files)} overlays and masks to {out_dir}", file=sys.stderr)
     return len(files)
 
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
+    """A thin wrapper over the Python API: edgeseg.load -> set_classes -> predict."""
     import torch
+
+    from edgeseg.api import load
 
     parser = argparse.ArgumentParser(prog="python -m edgeseg.predict", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="last.pt / best.pt from edgeseg.train")
@@ -95,13 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "any names, unseen ones included, for a model whose head takes any vocabulary)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    payload = load_checkpoint(args.checkpoint)
-    card = check_card(payload.get("card"), args.checkpoint)
-    model = build_model(card, payload["model"]).to(args.device)
-    text = None
+    model = load(args.checkpoint, device=args.device)
+    if model.kind != "checkpoint":
+        raise UserError(f"{args.checkpoint} is an exported artifact: use python -m deploy.predict --model ...")
     if args.classes is not None:
-        card, text = vocabulary(card, parse_class_names(args.classes), payload.get("context"))
-    write_predictions(torch_logits_fn(model, args.device, text), card, args.source, args.out)
+        model.set_classes(parse_class_names(args.classes))
+    write_predictions(model, args.source, args.out)
     return 0
 
 
