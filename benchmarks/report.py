@@ -100,7 +100,7 @@ def _parity_table(folder: Path, argv: list[str]) -> str:
 
     lines = ["| target | " + " | ".join(precisions) + " |", "|---|" + "---|" * len(precisions)]
     lines += [f"| {t} | " + " | ".join(cell(reports.get((t, p))) for p in precisions) + " |" for t in targets]
-    first = next(iter(reports.values()), {})
+    first = next((r for r in reports.values() if "images" in r), {})
     lines.append(f"\nCells: pixel agreement of the argmax with torch fp32 / max |Δlogit| / size on disk, on "
                  f"{first.get('images', '?')} held-out val images at the trained size (threshold per precision in "
                  "`deploy/parity.py`; **refused** = the exporter would not ship it). Core ML cannot run on Linux: "
