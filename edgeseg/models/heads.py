@@ -166,10 +166,26 @@ class FusionHead(nn.Module):
         return {"logits": mask_class_maps(logits, valid), "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
 
 
+class LRASPPHead(nn.Module):
+    """torchvision's LR-ASPP decoder (Howard et al., 2019) as a peer to compare against: a plain K-way classifier
+    from the stride-8 and last features, logits at stride 8; it ignores the text (closed set). With the
+    `mobilenetv3-os16` backbone this is torchvision's lraspp_mobilenet_v3_large."""
+
+    def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, **_: object) -> None:
+        super().__init__()
+        from torchvision.models.segmentation.lraspp import LRASPPHead as TorchvisionLRASPP
+
+        self.decoder = TorchvisionLRASPP(channels[1], channels[-1], num_classes, dim)
+
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor, valid: torch.Tensor | None = None) -> HeadOutput:
+        return {"logits": self.decoder({"low": features[1], "high": features[-1]}), "aux": []}
+
+
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "fusion": FusionHead,
     "denseclip": DenseCLIPHead,
     "linear": LinearHead,
+    "lraspp": LRASPPHead,  # a peer (no text): benchmarks.peers trains it like ours
 }
 
 # Prompting options (head_config keys) each head accepts; edgeseg.config rejects the others.
@@ -178,6 +194,7 @@ HEAD_OPTIONS: dict[str, frozenset[str]] = {
     "fusion": TOKEN_HEAD_OPTIONS,
     "denseclip": TOKEN_HEAD_OPTIONS,
     "linear": frozenset(),
+    "lraspp": frozenset(),
 }
 
 # Heads whose graph does not depend on K, so open-vocab artifacts accept any number of classes.
