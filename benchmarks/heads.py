@@ -15,7 +15,7 @@ from benchmarks.ablation import run_variant
 from benchmarks.cost import count_params
 from benchmarks.machine import cpu_info
 from edgeseg.card import load_model
-from edgeseg.errors import UserError, cli_main
+from edgeseg.errors import UserError, choose, cli_main
 from edgeseg.io import write_json, write_text
 from edgeseg.models import HEADS
 
@@ -23,12 +23,10 @@ from edgeseg.models import HEADS
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heads", description=__doc__.splitlines()[0])
-    parser.add_argument("--heads", default=",".join(HEADS), help="comma list of heads")
+    parser.add_argument("--heads", default="fusion,denseclip,linear", help=f"comma list of {', '.join(HEADS)}")
     parser.add_argument("--out", default="runs/heads")
     args, train_args = parser.parse_known_args(argv)
-    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
-    if unknown := [h for h in heads if h not in HEADS]:
-        raise UserError(f"unknown head(s) {', '.join(unknown)}; valid: {', '.join(HEADS)}")
+    heads = choose(args.heads, list(HEADS), "head")
     if any(flag in train_args for flag in ("--head", "--out")):
         raise UserError("--head/--out are set per head; pass only the shared edgeseg.train flags")
     rows = []

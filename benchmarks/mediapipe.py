@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"--mediapipe` artifacts of `{args.checkpoint}`; {args.images} embedded val scenes per size, rendered "
                  "at the larger side and stretched to H × W. deploy.runtime reads the artifact's card (`resize: "
                  "mediapipe`) and resizes and upsamples as MediaPipe does; the antialiased column is the resize "
-                 f"training used (PIL). Agreement thresholds: {', '.join(f'{p} {100 * THRESHOLDS[p]:.0f} %' for p in precisions)}.")
+                 f"training used (PIL). Agreement thresholds: {', '.join(f'{p} {100 * THRESHOLDS[p]:g} %' for p in precisions)}.")
     text = "\n".join(lines) + "\n"
     write_text(out / "mediapipe.md", text)
     write_json(out / "mediapipe.json", rows)

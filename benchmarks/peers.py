@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from edgeseg.card import make_card
-from edgeseg.errors import UserError, cli_main
+from edgeseg.errors import UserError, choose, cli_main
 from edgeseg.io import write_json, write_text
 
 
@@ -85,9 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(FAMILY), help="comma list (see below)")
     parser.add_argument("--out", default="runs/peers")
     args, train_args = parser.parse_known_args(argv)
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    if unknown := [n for n in names if n not in FAMILY]:
-        raise UserError(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(FAMILY)}")
+    names = choose(args.models, list(FAMILY), "model")
     if any(flag in train_args for flag in ("--backbone", "--head", "--out", "--preset")):
         raise UserError("--backbone/--head/--preset/--out are set per model; pass only shared edgeseg.train flags")
     rows = train_family(names, train_args, Path(args.out))

@@ -53,6 +53,11 @@ def _read(name: str) -> Callable[[Path], str]:
     return lambda folder, argv: (folder / name).read_text()
 
 
+def _trained(folder: Path, out: Path) -> dict[str, Path]:
+    """Every best.pt one level under a step's folder (one per variant it trained), by variant."""
+    return {h.name: h / "best.pt" for h in sorted(folder.iterdir()) if (h / "best.pt").is_file()}
+
+
 def _demo_ckpt(out: Path) -> str:
     return str(out / "demo" / "best.pt")
 
@@ -155,7 +160,7 @@ STEPS: dict[str, Step] = {
         full=lambda d: ["--iters", "600", "--out", str(d)],
         fast=lambda d: ["--heads", "fusion,linear", *TINY, "--out", str(d)],
         table=_read("heads.md"),
-        checkpoints=lambda d, out: {h.name: h / "best.pt" for h in sorted(d.iterdir()) if (h / "best.pt").is_file()},
+        checkpoints=_trained,
         cost="15 min"),
     "distillation": Step(
         "distillation-results", "Distillation at equal student budget", "benchmarks.distillation",
@@ -163,7 +168,7 @@ STEPS: dict[str, Step] = {
         fast=lambda d: ["--teacher-flags", shlex.join(["--backbone", "efficientnet-lite", *TINY]),
                         "--backbone", "mobilenetv3", *TINY, "--out", str(d)],
         table=_read("distillation.md"),
-        checkpoints=lambda d, out: {h.name: h / "best.pt" for h in sorted(d.iterdir()) if (h / "best.pt").is_file()},
+        checkpoints=_trained,
         cost="20 min"),
     "train-speed": Step(
         "train-speed", "Training speed: AMP vs fp32", "benchmarks.train_speed",
@@ -176,7 +181,7 @@ STEPS: dict[str, Step] = {
         fast=lambda d: ["--variants", "plain-fusion,edgeseg", "--backbone", "efficientnet-lite", *TINY,
                         "--out", str(d)],
         table=_read("ablation.md"),
-        checkpoints=lambda d, out: {h.name: h / "best.pt" for h in sorted(d.iterdir()) if (h / "best.pt").is_file()},
+        checkpoints=_trained,
         cost="60 min"),
     "onnx-int8": Step(
         "onnx-int8-recipes", "ONNX Runtime int8 recipes", "benchmarks.onnx_int8",
@@ -191,7 +196,7 @@ STEPS: dict[str, Step] = {
         full=lambda d: ["--models", "edgeseg-small,lraspp", "--iters", "1200", "--out", str(d)],
         fast=lambda d: ["--models", "edgeseg-small,lraspp", *TINY, "--out", str(d)],
         table=_read("peers.md"),
-        checkpoints=lambda d, out: {h.name: h / "best.pt" for h in sorted(d.iterdir()) if (h / "best.pt").is_file()},
+        checkpoints=_trained,
         cost="20 min"),
     "pareto": Step(
         "pareto", "The accuracy–latency frontier", "benchmarks.pareto",
