@@ -79,6 +79,10 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
         model = linear_quantize_weights(model, config)
     model.user_defined_metadata["edgeseg_card"] = json.dumps(card)
     model.user_defined_metadata["classes"] = ",".join(card["classes"])
+    if len(example_inputs) == 1:  # Xcode's model preview: an image segmenter with its labels and colours
+        model.user_defined_metadata["com.apple.coreml.model.preview.type"] = "imageSegmenter"
+        model.user_defined_metadata["com.apple.coreml.model.preview.params"] = json.dumps({
+            "labels": card["classes"], "colors": ["#%02x%02x%02x" % tuple(c) for c in card["palette"]]})
     model.short_description = f"edgeseg {card['backbone']}/{card['head']} ({len(card['classes'])} classes)"
     model.input_description["image"] = f"RGB image {card['img_size']}x{card['img_size']} (normalisation is inside)"
     if len(example_inputs) > 1:

@@ -127,6 +127,10 @@ def test_coreml_package_spec(exported_all, precision):
     assert summary["outputs"]["logits"] == [1, 12, 32, 32]
     card = json.loads(summary["metadata"]["edgeseg_card"])
     assert card["precision"] == precision and len(card["classes"]) == 12
+    # what Xcode's preview reads (coremltools' "Xcode Model Preview Types"): segmenter, labels, colours
+    assert summary["metadata"]["com.apple.coreml.model.preview.type"] == "imageSegmenter"
+    preview = json.loads(summary["metadata"]["com.apple.coreml.model.preview.params"])
+    assert preview["labels"] == card["classes"] and len(preview["colors"]) == 12 and preview["colors"][0].startswith("#")
     assert "conv" in summary["ops"] and not any("einsum" in op for op in summary["ops"])
 
 
