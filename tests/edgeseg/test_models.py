@@ -4,7 +4,7 @@ import torch
 
 from edgeseg.errors import UserError
 from edgeseg.models import BACKBONES, HEADS, Segmenter
-from edgeseg.models.backbone import Backbone
+from edgeseg.models.backbone import Backbone, backbone_spec
 from edgeseg.models.fusion import BridgeBlock
 
 
@@ -13,7 +13,8 @@ def test_every_backbone_builds_four_strided_stages(name):
     backbone = Backbone(name)
     features = backbone(torch.randn(1, 3, 64, 64))
     assert [f.shape[1] for f in features] == backbone.channels
-    assert [f.shape[-1] for f in features] == [16, 8, 4, 2]
+    last = 64 // backbone_spec(name).output_stride  # 2, or 4 where the last stage is dilated (LR-ASPP's)
+    assert [f.shape[-1] for f in features] == [16, 8, 4, last]
     assert len(backbone.mean) == 3 and len(backbone.std) == 3
 
 
@@ -23,10 +24,10 @@ def test_head_output_shapes(head, backbone):
     model = Segmenter(backbone, head, torch.randn(7, 32), {"dim": 32, "heads": 2, "depth": 1}).eval()
     with torch.no_grad():
         out = model.forward_all(torch.randn(2, 3, 96, 96))
-    stride = 32 if head == "linear" else 4
+    stride = {"linear": 32, "lraspp": 8}.get(head, 4)  # the card's output_stride
     assert out["logits"].shape == (2, 7, 96 // stride, 96 // stride)
     assert all(a.shape[:2] == (2, 7) for a in out["aux"])
-    assert len(out["aux"]) == (0 if head == "linear" else 1)
+    assert len(out["aux"]) == (0 if head in ("linear", "lraspp") else 1)
 
 
 def test_unknown_names_list_valid_ones():
