@@ -16,7 +16,7 @@ from deploy.tokenizer import ClipBPETokenizer, WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
 from edgeseg.card import check_card, vocabulary_palette
 from edgeseg.errors import UserError
-from edgeseg.preprocess import logits_to_mask, preprocess, resize_mask, to_frame, unit_input
+from edgeseg.preprocess import logits_to_mask, mask_grid, preprocess, resize_mask, to_frame, unit_input
 
 
 class Predictor:
@@ -112,9 +112,7 @@ class Predictor:
         if self.output == "mask":  # the graph upsampled and took the argmax at S x S; nearest to the image size
             raw = self._frame(image) if self.card.get("input") == "uint8" else self.run(preprocess(image, self.card))
             return resize_mask(raw, image.shape[0], image.shape[1])
-        # a MediaPipe artifact's category mask: align_corners upsampling of the scores, then the argmax (measured)
-        grid = "align" if self.card.get("resize") == "mediapipe" else "half"
-        return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1], grid)
+        return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1], mask_grid(self.card))
 
 
 class TextEncoder:

@@ -59,12 +59,7 @@ class Model:
             return
         from edgeseg.predict import vocabulary
 
-        card, text = vocabulary(self.card, names, self._context)
-        if embeddings is not None:
-            text = np.asarray(embeddings, np.float32)
-            if text.shape != (len(names), self.card["text_dim"]):
-                raise UserError(f"embeddings have shape {text.shape}; expected ({len(names)}, {self.card['text_dim']})")
-        self.card, self._embeddings = card, text
+        self.card, self._embeddings = vocabulary(self.card, names, self._context, embeddings)
 
     def predict(self, image: Image | Sequence[Image], output: str = "mask") -> np.ndarray | list[np.ndarray]:
         """Segment an image (uint8 RGB array [H, W, 3], or a path) or a list of them.
@@ -78,7 +73,7 @@ class Model:
         return self._predict_one(image, output)
 
     def _predict_one(self, image: Image, output: str) -> np.ndarray:
-        from edgeseg.preprocess import preprocess, upsample_logits
+        from edgeseg.preprocess import mask_grid, preprocess, upsample_logits
 
         array = as_image(image)
         if self.kind == "artifact" and self.card.get("output") == "mask":
@@ -87,8 +82,7 @@ class Model:
                                 "output='mask' is available; export with --output logits for scores")
             return self._runner.predict(array)
         logits = self._logits(preprocess(array, self.card))
-        grid = "align" if self.card.get("resize") == "mediapipe" else "half"  # as deploy.runtime's predict
-        up = upsample_logits(logits, array.shape[0], array.shape[1], grid)
+        up = upsample_logits(logits, array.shape[0], array.shape[1], mask_grid(self.card))
         if output == "logits":
             return up
         if output == "probs":

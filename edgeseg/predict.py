@@ -55,8 +55,10 @@ def parse_class_names(value: str) -> list[str]:
     return names
 
 
-def vocabulary(card: dict, names: list[str], context: dict | None) -> tuple[dict, np.ndarray]:
-    """A card for the vocabulary `names` and its embeddings, for a model that takes any number of classes."""
+def vocabulary(card: dict, names: list[str], context: dict | None,
+               embeddings: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """A card for the vocabulary `names` and its embeddings (given ones [K, D] are checked, not recomputed),
+    for a model that takes any number of classes."""
     from edgeseg.card import vocabulary_palette
     from edgeseg.models.heads import accepts_any_k
     from edgeseg.prompt_learner import embed_class_names
@@ -64,7 +66,12 @@ def vocabulary(card: dict, names: list[str], context: dict | None) -> tuple[dict
     if not accepts_any_k(card) and len(names) != len(card["classes"]):
         raise UserError(f"this model's head is sized for its {len(card['classes'])} classes (a closed-set "
                         f"{card['head']} head); give {len(card['classes'])} names, or train with --class-agnostic")
-    embeddings = embed_class_names(card, names, context)
+    if embeddings is None:
+        embeddings = embed_class_names(card, names, context)
+    else:
+        embeddings = np.asarray(embeddings, np.float32)
+        if embeddings.shape != (len(names), card["text_dim"]):
+            raise UserError(f"embeddings have shape {embeddings.shape}; expected ({len(names)}, {card['text_dim']})")
     return dict(card, classes=names, palette=vocabulary_palette(names, card["classes"], card["palette"])), embeddings
 
 

@@ -72,6 +72,12 @@ def resize_image(image: np.ndarray, size: int, method: str = "antialias") -> np.
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
+def mask_grid(card: dict) -> str:
+    """How scores are upsampled to the image before the argmax: as MediaPipe's category mask does
+    (align_corners) for an artifact whose app is MediaPipe, else at pixel centres (training's)."""
+    return "align" if card.get("resize") == "mediapipe" else "half"
+
+
 def preprocess(image: np.ndarray, card: dict) -> np.ndarray:
     """uint8 RGB [H, W, 3] -> model input float32 [1, 3, S, S] for the card's size/mean/std (and resize)."""
     resized = resize_image(image, int(card["img_size"]), card.get("resize", "antialias"))
