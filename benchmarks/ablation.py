@@ -37,6 +37,22 @@ VARIANTS: dict[str, list[str]] = {
     **{name: ["--preset", name] for name in PRESETS},
 }
 
+def _without_out(argv: list[str]) -> list[str]:
+    """A variant's training argv without its `--out` folder (the folder its row.json lives in), so finished rows
+    still match after their folder was moved (e.g. rows trained on a GPU machine, copied under a report folder)."""
+    if "--out" in argv:
+        i = argv.index("--out")
+        return argv[:i] + argv[i + 2:]
+    return argv
+
+
+def training_device() -> str:
+    """Where this process trains: the CUDA device's name, else the CPU's."""
+    if torch.cuda.is_available():
+        return f"CUDA {torch.cuda.get_device_name()}"
+    return f"CPU {cpu_info()['cpu']}"
+
+
 def _history(out: Path) -> list[dict]:
     with open(out / "metrics.csv") as fh:
         return [row for row in csv.DictReader(fh) if row.get("val_mIoU")]
@@ -54,7 +70,7 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
     row_file = out / "row.json"
     if row_file.is_file():
         row = json.loads(row_file.read_text())
-        if row.get("argv") == argv and row.get("resolved", "") == resolved:
+        if _without_out(row.get("argv", [])) == _without_out(argv) and row.get("resolved", "") == resolved:
             print(f"== {name}: reusing {row_file}", file=sys.stderr)
             return row
     targs = parse_with_config(parser(), argv)
@@ -72,7 +88,7 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
            "final_mIoU": final["mIoU"], "best_mIoU": max(float(r["val_mIoU"]) for r in _history(out)),
            "params_M": count_params(model) / 1e6, "trainable_M": trainable / 1e6,
            "context_tokens": card.get("context_tokens", 0), "gflops_512": gflops(model, 512),
-           "train_seconds": round(seconds, 1), "val_images": targs.val_limit or "all"}
+           "train_seconds": round(seconds, 1), "val_images": targs.val_limit or "all", "device": training_device()}
     write_json(row_file, row)
     return row
 

@@ -1,10 +1,14 @@
 """Peer models: untrained ones for the timing harness (PEERS), and our family + peers trained at equal budget.
 
-python -m benchmarks.peers --out runs/peers --iters 1200     # trains edgeseg, edgeseg-small and LR-ASPP alike
+python -m benchmarks.peers --out runs/peers --iters 1200 [--seeds 0,1,2]   # trains the family and LR-ASPP alike
+
+Seed 0 of a model trains into OUT/NAME (what benchmarks.pareto times), seed N > 0 into OUT/NAME-seedN; with several
+seeds the table gives each model's mean ± sample std.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -63,17 +67,40 @@ PEERS: dict[str, Callable[[dict], tuple[nn.Module, dict]]] = {
 # variant (same data, augmentation, iterations, batch, seed and loop; only the model differs).
 FAMILY: dict[str, list[str]] = {
     "edgeseg": ["--backbone", "mobilenetv3", "--head", "fusion"],  # the demo model
-    "edgeseg-small": ["--backbone", "mobilenetv3-small", "--head", "fusion", "--width", "64", "--depth", "1"],
+    # the demo model with its decoder stopped at stride 8 (LR-ASPP's output stride): docs/profile.md
+    "edgeseg-s8": ["--backbone", "mobilenetv3", "--head", "fusion", "--out-stride", "8"],
+    # the demo model with a narrower decoder / pixel embedding (the stride-4 work): docs/profile.md
+    "edgeseg-w64": ["--backbone", "mobilenetv3", "--head", "fusion", "--decoder-width", "64"],
+    "edgeseg-w32": ["--backbone", "mobilenetv3", "--head", "fusion", "--decoder-width", "32"],
+    "edgeseg-w64-d1": ["--backbone", "mobilenetv3", "--head", "fusion", "--decoder-width", "64", "--depth", "1"],
+    "edgeseg-small": ["--backbone", "mobilenetv3-small", "--head", "fusion", "--width", "64", "--depth", "1",
+                      "--out-stride", "8"],
     # torchvision's lraspp_mobilenet_v3_large, layer for layer (3.22 M parameters at 12 classes)
     "lraspp": ["--backbone", "mobilenetv3-os16", "--head", "lraspp"],
 }
 
 
-def train_family(names: list[str], train_args: list[str], out: Path) -> list[dict]:
-    """Train (or reuse, when unchanged) each named model of FAMILY with the same shared flags."""
+def train_family(names: list[str], train_args: list[str], out: Path, seeds: Sequence[int] = (0,)) -> list[dict]:
+    """Train (or reuse, when unchanged) each named model of FAMILY with the same shared flags, once per seed."""
     from benchmarks.ablation import run_variant
 
-    return [run_variant(name, FAMILY[name], train_args, out / name) for name in names]
+    return [dict(run_variant(name, FAMILY[name], [*train_args, "--seed", str(seed)],
+                             out / (name if seed == 0 else f"{name}-seed{seed}")), model=name)
+            for name in names for seed in seeds]
+
+
+def seeds_table(rows: list[dict], note: str) -> str:
+    """One line per model: best val mIoU mean ± sample std over its seeds (and each seed's), size, cost."""
+    lines = ["| model | flags | seeds | best val mIoU (mean ± std) | per seed | params (M) | GFLOPs @512² | train time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        values = [100 * r["best_mIoU"] for r in mine]
+        spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+        lines.append(f"| {model} | `{mine[0]['flags']}` | {len(mine)} | {statistics.mean(values):.1f}{spread} | "
+                     + ", ".join(f"{v:.1f}" for v in values) + f" | {mine[0]['params_M']:.2f} | "
+                     f"{mine[0]['gflops_512']:.2f} | {statistics.mean(r['train_seconds'] for r in mine) / 60:.1f} min |")
+    return "\n".join(lines) + "\n\n" + note + "\n"
 
 
 @cli_main
@@ -84,15 +111,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      epilog="models: " + ", ".join(f"{k} = {' '.join(v)}" for k, v in FAMILY.items()))
     parser.add_argument("--models", default=",".join(FAMILY), help="comma list (see below)")
     parser.add_argument("--out", default="runs/peers")
+    parser.add_argument("--seeds", default="0", help="comma list of training seeds (mean ± std over them)")
     args, train_args = parser.parse_known_args(argv)
     names = choose(args.models, list(FAMILY), "model")
-    if any(flag in train_args for flag in ("--backbone", "--head", "--out", "--preset")):
-        raise UserError("--backbone/--head/--preset/--out are set per model; pass only shared edgeseg.train flags")
-    rows = train_family(names, train_args, Path(args.out))
-    from benchmarks.ablation import markdown
-
-    text = markdown(rows, "Every row: the same edgeseg.train flags (" + (" ".join(train_args) or "defaults")
-                    + "), data, augmentation and seed; only the model differs.")
+    if any(flag in train_args for flag in ("--backbone", "--head", "--out", "--preset", "--seed")):
+        raise UserError("--backbone/--head/--preset/--out/--seed are set per model; pass only shared edgeseg.train "
+                        "flags (seeds: --seeds)")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError as exc:
+        raise UserError(f"--seeds must be a comma list of integers: {exc}") from exc
+    rows = train_family(names, train_args, Path(args.out), seeds)
+    devices = ", ".join(dict.fromkeys(r.get("device", "not recorded") for r in rows))
+    text = seeds_table(rows, "Every row: the same edgeseg.train flags (" + (" ".join(train_args) or "defaults")
+                       + f"), data and augmentation; seeds {args.seeds}; only the model differs. Best val mIoU on "
+                       f"the embedded synthetic-scenes val split. Trained on: {devices}.")
     write_text(Path(args.out) / "peers.md", text)
     write_json(Path(args.out) / "peers.json", rows)
     print(text)

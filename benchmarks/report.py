@@ -115,9 +115,18 @@ def _parity_table(folder: Path, argv: list[str]) -> str:
 
 def _family(out: Path) -> str:
     """benchmarks.pareto's --models: the demo model (ours) and what the peers step trained beside it."""
-    return ",".join([f"edgeseg={_demo_ckpt(out)}"] + [f"{p.name}={p / 'best.pt'}" for p in sorted((out / "peers").glob("*"))
-                                                       if (p / "best.pt").is_file()])
+    return ",".join([f"edgeseg={_demo_ckpt(out)}"] + [f"{name}={path}" for name, path in _peer_ckpts(out).items()])
 
+
+def _peer_ckpts(out: Path) -> dict[str, Path]:
+    """Seed-0 checkpoints the peers step trained (OUT/peers/NAME/best.pt), by model name."""
+    return {p.name: p / "best.pt" for p in sorted((out / "peers").glob("*")) if (p / "best.pt").is_file()}
+
+
+# benchmarks.pareto's family beside the demo model (trained by the peers step), and the seeded accuracy study of
+# the speed changes (each model x 3 seeds; docs/family-seeds.md decides which changes are kept).
+PARETO_FAMILY = "edgeseg-w64-d1,edgeseg-s8,edgeseg-small,lraspp"
+SEEDED_FAMILY = "edgeseg,edgeseg-s8,edgeseg-w64,edgeseg-w64-d1,edgeseg-w32,edgeseg-small,lraspp"
 
 STEPS: dict[str, Step] = {
     "demo": Step(
@@ -193,20 +202,26 @@ STEPS: dict[str, Step] = {
         table=_read("onnx-int8.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="25 min"),
     "peers": Step(
         "peers", "Our family and the peers trained at equal budget (the demo's recipe)", "benchmarks.peers",
-        full=lambda d: ["--models", "edgeseg-small,lraspp", "--iters", "1200", "--out", str(d)],
+        full=lambda d: ["--models", PARETO_FAMILY, "--iters", "1200", "--out", str(d)],
         fast=lambda d: ["--models", "edgeseg-small,lraspp", *TINY, "--out", str(d)],
         table=_read("peers.md"),
         checkpoints=_trained,
-        cost="20 min"),
+        cost="40 min"),
     "pareto": Step(
         "pareto", "The accuracy–latency frontier", "benchmarks.pareto",
         full=lambda d: ["--models", _family(d.parent), "--out", str(d)],
         fast=lambda d: ["--models", _family(d.parent), "--targets", "onnx", "--precisions", "fp32", "--threads", "1",
                         "--warmup", "1", "--runs", "2", "--limit", "2", "--out", str(d)],
         table=_read("pareto.md"), images={"pareto.png": "pareto.png"},
-        checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt", **{
-            p.name: p / "best.pt" for p in sorted((out / "peers").glob("*")) if (p / "best.pt").is_file()}},
-        cost="15 min"),
+        checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt", **_peer_ckpts(out)},
+        cost="25 min"),
+    "family-seeds": Step(
+        "family-seeds", "Speed changes and the family: best val mIoU over 3 seeds at the demo's budget",
+        "benchmarks.peers",
+        full=lambda d: ["--models", SEEDED_FAMILY, "--seeds", "0,1,2", "--iters", "1200", "--out", str(d)],
+        fast=lambda d: ["--models", "edgeseg,edgeseg-s8", "--seeds", "0,1", *TINY, "--out", str(d)],
+        table=_read("peers.md"), checkpoints=_trained,
+        cost="about 6 GPU minutes on an H100 as 12 parallel processes (one per model and seed); 3 hours on 2 CPU cores"),
     "zeroshot": Step(
         "zeroshot-results", "Zero-shot benchmark", "benchmarks.zeroshot",
         full=lambda d: ["--iters", "600", "--out", str(d)],
@@ -214,7 +229,8 @@ STEPS: dict[str, Step] = {
         table=_read("zeroshot.md"), images={"zeroshot.png": "zeroshot.png"},
         cost="about 8 GPU minutes on an H200 per variant group; 4-6 hours on 2 CPU cores"),
 }
-# `make results` without STEPS: everything a 2-core CPU finishes in about two hours (zeroshot: --steps all).
+# `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
+# GPU-sized: --steps all).
 DEFAULT_STEPS = ["demo", "parity", "latency", "accuracy", "mediapipe", "heads", "distillation", "train-speed", "ablation",
                  "onnx-int8", "peers", "pareto"]
 NEEDS_DEMO = {"parity", "latency", "accuracy", "mediapipe", "onnx-int8", "pareto"}

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeseg.card import pixel_dim
 from edgeseg.errors import UserError
 
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -99,7 +100,7 @@ class CheckpointTeacher(nn.Module):
         self.model = model.eval().requires_grad_(False)
         self.mean, self.std = list(card["mean"]), list(card["std"])
         self.id = f"ckpt:{Path(path).name} ({card['backbone']}/{card['head']})"
-        self.dim = int(card["head_config"].get("dim", 128))
+        self.dim = pixel_dim(card["head_config"])
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

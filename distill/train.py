@@ -21,6 +21,7 @@ from torch import nn
 from distill.cache import TeacherCache, teacher_inputs
 from distill.losses import feature_cosine_loss, score_kl_loss
 from distill.teachers import build_teacher
+from edgeseg.card import pixel_dim
 from edgeseg.config import parse_with_config, training_parser
 from edgeseg.data import TrainSet
 from edgeseg.errors import UserError, cli_main
@@ -35,7 +36,7 @@ class DistillRun(Run):
         args = self.args
         # the teacher scores the training vocabulary (the seen classes under --unseen: no unseen name leaks)
         self.teacher = build_teacher(args.teacher, self.train_classes, args.teacher_config).to(self.device)
-        self.projector = nn.Conv2d(int(self.card["head_config"].get("dim", args.width)), self.teacher.dim, 1)
+        self.projector = nn.Conv2d(pixel_dim(self.card["head_config"]), self.teacher.dim, 1)
         self.projector.to(self.device)
         self.card["distilled_from"] = self.teacher.id
         self.cache = None

@@ -34,6 +34,16 @@ def vocabulary_palette(names: list[str], classes: list[str], palette: list[list[
     return [known.get(name, color) for name, color in zip(names, default_palette(len(names)))]
 
 
+def output_stride(head: str, head_config: dict[str, Any]) -> int:
+    """Stride of a head's logits: the linear probe's 32, LR-ASPP's 8, the decoders' `out_stride` (default 4)."""
+    return {"linear": 32, "lraspp": 8}.get(head, int(head_config.get("out_stride", 4)))
+
+
+def pixel_dim(head_config: dict[str, Any]) -> int:
+    """Channels of a head's pixel embeddings (its `pixels` output): the decoder width, else the head width."""
+    return int(head_config.get("decoder_width") or head_config.get("dim", 128))
+
+
 def make_card(*, classes: list[str], backbone: str, head: str, head_config: dict[str, Any], img_size: int,
               mean: list[float], std: list[float], text_encoder: str, text_dim: int,
               palette: list[list[int]] | None = None, **extra: Any) -> dict[str, Any]:
@@ -51,7 +61,7 @@ def make_card(*, classes: list[str], backbone: str, head: str, head_config: dict
         "text_encoder": text_encoder,
         "text_dim": int(text_dim),
         "ignore_index": IGNORE_INDEX,
-        "output_stride": {"linear": 32, "lraspp": 8}.get(head, 4),
+        "output_stride": output_stride(head, head_config),
         **extra,
     }
 

@@ -11,7 +11,7 @@ import yaml
 from edgeseg.errors import UserError
 from edgeseg.losses import LossWeights
 from edgeseg.models import BACKBONES, HEADS
-from edgeseg.models.heads import HEAD_OPTIONS
+from edgeseg.models.heads import HEAD_OPTIONS, OUT_STRIDES
 from edgeseg.presets import PRESETS
 from edgeseg.text import DEFAULT_ENCODER
 
@@ -38,6 +38,12 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=128, help="head width (token / pixel embedding dim)")
     p.add_argument("--depth", type=int, default=2, help="number of fusion bridge blocks")
     p.add_argument("--heads", type=int, default=4, help="attention heads in the head")
+    p.add_argument("--out-stride", type=int, default=4, choices=OUT_STRIDES,
+                   help="stride of the logits (fusion/denseclip): 8 stops the decoder at stride 8, like LR-ASPP — "
+                        "about a quarter less time at 512² (docs/profile.md)")
+    p.add_argument("--decoder-width", type=int, default=None,
+                   help="fusion head: width of the decoder, pixel embeddings and scored tokens (default: --width); "
+                        "narrower is faster at stride 4")
     g = p.add_argument_group("prompting (the seed papers' methods; see --preset)")
     g.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="named method: sets the options below (explicit flags and --config still win)")
@@ -146,6 +152,12 @@ def check_args(args: argparse.Namespace) -> None:
     for option in ("post_prompt", "instance_prompt", "multiscale_align", "presence_gate"):
         if getattr(args, option) and option not in allowed:
             raise UserError(f"--{option.replace('_', '-')} is not available with --head {args.head}")
+    if args.out_stride != 4 and "out_stride" not in allowed:
+        raise UserError(f"--out-stride {args.out_stride} is not available with --head {args.head} (fusion, denseclip)")
+    if args.decoder_width is not None and "decoder_width" not in allowed:
+        raise UserError(f"--decoder-width is not available with --head {args.head} (fusion)")
+    if args.decoder_width is not None and (args.decoder_width < 1 or args.decoder_width % args.heads):
+        raise UserError(f"--decoder-width {args.decoder_width} must be positive and divisible by --heads {args.heads}")
     if args.views < 1 or (args.views > 1 and "views" not in allowed):
         raise UserError(f"--views {args.views}: must be 1, or > 1 with a fusion or denseclip head")
     if args.presence_gate and args.views < 2:
@@ -178,6 +190,10 @@ def check_args(args: argparse.Namespace) -> None:
 def head_config(args: argparse.Namespace) -> dict[str, Any]:
     """The head's constructor options, as stored in the model card."""
     config: dict[str, Any] = {"dim": args.width, "depth": args.depth, "heads": args.heads}
+    if args.out_stride != 4:  # the default stays out of the card, so earlier checkpoints keep theirs
+        config["out_stride"] = args.out_stride
+    if args.decoder_width not in (None, args.width):
+        config["decoder_width"] = args.decoder_width
     for key in PROMPT_OPTIONS:  # only what is switched on, so plain models keep their old cards
         value = getattr(args, key)
         if value is True or (key == "views" and value > 1):

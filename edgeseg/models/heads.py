@@ -2,8 +2,8 @@
 
 Registry `HEADS`: `fusion` (ours: bidirectional fusion + FPN-lite), `denseclip` (score map
 concatenated to the last stage + FPN-lite, no fusion), `linear` (linear probe on the last stage).
-Each head maps (features [F1..F4], text [K, D]) -> {"logits": [B, K, H/4, W/4] (H/32 for
-linear), "aux": [score maps supervised by the auxiliary loss]}.
+Each head maps (features [F1..F4], text [K, D]) -> {"logits": [B, K, H/4, W/4] (H/8 with `out_stride=8`,
+H/32 for linear), "aux": [score maps supervised by the auxiliary loss]}.
 """
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ HeadOutput = dict[str, object]
 
 def _resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+OUT_STRIDES = (4, 8)  # where the FPN-lite decoders stop; stride 8 skips the stride-4 level (LR-ASPP's output stride)
+
+
+def decoder_levels(channels: list[int], coarsest: int, out_stride: int) -> list[int]:
+    """Backbone stage indices the decoder merges, coarse to fine: from stage `coarsest` down to stride 4
+    (stage 0) or stride 8 (stage 1)."""
+    if out_stride not in OUT_STRIDES:
+        raise UserError(f"out_stride {out_stride} is not one of {', '.join(map(str, OUT_STRIDES))}")
+    return list(range(coarsest, OUT_STRIDES.index(out_stride) - 1, -1))
 
 
 class LinearHead(nn.Module):
@@ -94,8 +105,10 @@ class DenseCLIPHead(nn.Module):
 
     def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, heads: int = 4,
                  post_prompt: bool = False, instance_prompt: bool = False, multiscale_align: bool = False,
-                 views: int = 1, presence_gate: bool = False, class_agnostic: bool = False, **_: object) -> None:
+                 views: int = 1, presence_gate: bool = False, class_agnostic: bool = False, out_stride: int = 4,
+                 **_: object) -> None:
         super().__init__()
+        self.levels = decoder_levels(channels, 2, out_stride)
         self.reduce = conv_bn_act(channels[-1], dim)
         self.norm = nn.LayerNorm(dim)
         self.attn_pool = Attention(dim, heads)
@@ -104,7 +117,7 @@ class DenseCLIPHead(nn.Module):
         self.score = CosineScore()
         self.class_agnostic = class_agnostic
         self.merge = conv_bn_act(dim + (dim if class_agnostic else num_classes), dim, 3)
-        self.decoder = FPNLite(channels[:3][::-1], dim)
+        self.decoder = FPNLite([channels[i] for i in self.levels], dim)
         self.align_embeds = nn.ModuleList(nn.Conv2d(dim, dim, 1) for _ in range(2)) if multiscale_align else None
         self.pixel_embed = nn.Conv2d(dim, dim, 1)
         self.multiview = MultiViewScore(dim, views, presence_gate) if views > 1 else None
@@ -121,7 +134,7 @@ class DenseCLIPHead(nn.Module):
         cosine = self.score.cosine(dense_map, tokens)
         scores = score_weighted_tokens(cosine, tokens, self.score.scale(), valid) if self.class_agnostic else cosine
         x = self.merge(torch.cat([dense_map, scores], dim=1))
-        maps = self.decoder.pyramid(x, [features[2], features[1], features[0]])
+        maps = self.decoder.pyramid(x, [features[i] for i in self.levels])
         aux = [cosine * self.score.scale()]
         if self.align_embeds is not None:  # ICPC multi-scale alignment at strides 16 and 8
             aux += [self.score(embed(m), tokens) for embed, m in zip(self.align_embeds, maps[:2])]
@@ -132,24 +145,30 @@ class DenseCLIPHead(nn.Module):
 
 class FusionHead(nn.Module):
     """Ours: stages 3+4 merged at stride 16, N bidirectional fusion blocks with the class tokens,
-    FPN-lite to stride 4, cosine of pixel embeddings against the refined tokens."""
+    FPN-lite to stride 4 (or 8), cosine of pixel embeddings against the refined tokens. `decoder_width`
+    (default: `dim`) narrows the decoder, the pixel embeddings and the scored tokens: the stride-4 work is most of
+    the head's time at 512² (docs/profile.md)."""
 
     def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, heads: int = 4,
                  depth: int = 2, post_prompt: bool = False, instance_prompt: bool = False,
-                 multiscale_align: bool = False, views: int = 1, presence_gate: bool = False, **_: object) -> None:
+                 multiscale_align: bool = False, views: int = 1, presence_gate: bool = False, out_stride: int = 4,
+                 decoder_width: int | None = None, **_: object) -> None:
         super().__init__()
+        self.levels = decoder_levels(channels, 1, out_stride)
+        fine = decoder_width or dim
         self.reduce4 = conv_bn_act(channels[3], dim)
         self.reduce3 = conv_bn_act(channels[2], dim)
         self.text_proj = nn.Sequential(nn.Linear(text_dim, dim), nn.LayerNorm(dim))
         self.fusion = BidirectionalFusion(dim, depth, heads)
         self.prompts = TokenPrompts(dim, heads, instance_prompt, post_prompt)
-        self.token_out = nn.Linear(dim, dim)
-        self.aux_embed = nn.Conv2d(dim, dim, 1)
-        self.align_embed = nn.Conv2d(dim, dim, 1) if multiscale_align else None
-        self.decoder = FPNLite(channels[:2][::-1], dim)
-        self.pixel_embed = nn.Conv2d(dim, dim, 1)
+        self.token_out = nn.Linear(dim, fine)
+        self.aux_embed = nn.Conv2d(dim, fine, 1)
+        self.align_embed = nn.Conv2d(fine, fine, 1) if multiscale_align else None
+        self.narrow = conv_bn_act(dim, fine) if fine != dim else nn.Identity()
+        self.decoder = FPNLite([channels[i] for i in self.levels], fine)
+        self.pixel_embed = nn.Conv2d(fine, fine, 1)
         self.score = CosineScore()
-        self.multiview = MultiViewScore(dim, views, presence_gate) if views > 1 else None
+        self.multiview = MultiViewScore(fine, views, presence_gate) if views > 1 else None
 
     def forward(self, features: list[torch.Tensor], text: torch.Tensor, valid: torch.Tensor | None = None) -> HeadOutput:
         f3 = self.reduce3(features[2])
@@ -158,8 +177,8 @@ class FusionHead(nn.Module):
         x, tokens = self.fusion(x, tokens, valid)
         tokens = self.token_out(self.prompts(tokens, x, valid))
         aux = [self.score(self.aux_embed(x), tokens)]
-        maps = self.decoder.pyramid(x, [features[1], features[0]])
-        if self.align_embed is not None:  # ICPC multi-scale alignment: add stride 8 to stride 16
+        maps = self.decoder.pyramid(self.narrow(x), [features[i] for i in self.levels])
+        if self.align_embed is not None and len(maps) > 1:  # ICPC multi-scale alignment: add stride 8 to stride 16
             aux.append(self.score(self.align_embed(maps[0]), tokens))
         pixels = self.pixel_embed(maps[-1])
         logits, extras = classify(self.score, self.multiview, pixels, tokens)
@@ -189,9 +208,10 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
 }
 
 # Prompting options (head_config keys) each head accepts; edgeseg.config rejects the others.
-TOKEN_HEAD_OPTIONS = frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate"})
+TOKEN_HEAD_OPTIONS = frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate",
+                                "out_stride"})
 HEAD_OPTIONS: dict[str, frozenset[str]] = {
-    "fusion": TOKEN_HEAD_OPTIONS,
+    "fusion": TOKEN_HEAD_OPTIONS | {"decoder_width"},
     "denseclip": TOKEN_HEAD_OPTIONS,
     "linear": frozenset(),
     "lraspp": frozenset(),
