@@ -106,7 +106,7 @@ def seeds_table(rows: list[dict], note: str) -> str:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     """python -m benchmarks.peers --out runs/peers [--models a,b] [shared edgeseg.train flags, e.g. --iters 1200]"""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", allow_abbrev=False,  # --seed is not --seeds
                                      description="Train our model family and the peers at equal budget.",
                                      epilog="models: " + ", ".join(f"{k} = {' '.join(v)}" for k, v in FAMILY.items()))
     parser.add_argument("--models", default=",".join(FAMILY), help="comma list (see below)")

@@ -151,6 +151,24 @@ STEPS: dict[str, Step] = {
                         "--img-size", "128", "--threads", "1", "--warmup", "1", "--runs", "3", "--out", str(d)],
         table=_read("results.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"},
         images={"latency.png": "latency.png"}, cost="12 min"),
+    "latency-outputs": Step(
+        "latency-outputs", "End to end at 512²: logits + the app's upsample and argmax vs the mask output",
+        "benchmarks.latency",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx,openvino,tflite", "--precisions",
+                        "fp32,int8", "--outputs", "logits,mask", "--threads", "2", "--runs", "20", "--peers", "none",
+                        "--allow-below-threshold", "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--precisions", "fp32", "--outputs",
+                        "logits,mask", "--img-size", "128", "--threads", "1", "--warmup", "1", "--runs", "3",
+                        "--peers", "none", "--out", str(d)],
+        table=_read("results.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"},
+        images={"latency.png": "latency-outputs.png"}, cost="10 min"),
+    "vocabulary": Step(
+        "vocabulary-cost", "Vocabulary on the device: agreement per vocabulary size and what it costs",
+        "benchmarks.vocabulary",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--precisions", "fp32",
+                        "--max-classes", "4", "--warmup", "1", "--runs", "2", "--out", str(d)],
+        table=_read("vocabulary.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="12 min"),
     "accuracy": Step(
         "accuracy-results", "Validation mIoU of every artifact next to torch", "benchmarks.accuracy",
         full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--out", str(d)],
@@ -231,9 +249,9 @@ STEPS: dict[str, Step] = {
 }
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
 # GPU-sized: --steps all).
-DEFAULT_STEPS = ["demo", "parity", "latency", "accuracy", "mediapipe", "heads", "distillation", "train-speed", "ablation",
-                 "onnx-int8", "peers", "pareto"]
-NEEDS_DEMO = {"parity", "latency", "accuracy", "mediapipe", "onnx-int8", "pareto"}
+DEFAULT_STEPS = ["demo", "parity", "latency", "latency-outputs", "vocabulary", "accuracy", "mediapipe", "heads",
+                 "distillation", "train-speed", "ablation", "onnx-int8", "peers", "pareto"]
+NEEDS_DEMO = {"parity", "latency", "latency-outputs", "vocabulary", "accuracy", "mediapipe", "onnx-int8", "pareto"}
 
 # `docs/NAME.md` copies the file's whole body; `docs/NAME.md#first` only its first paragraph (e.g. a summary table).
 BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+)(?:#(?P<part>first))? -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)

@@ -3,10 +3,15 @@ the open-vocab segmenter at K_max slots next to the closed-set artifact at the t
 
 python -m benchmarks.vocabulary --open runs/export/onnx-fp32-openvocab --closed runs/export/onnx-fp32 \
     [--threads 2] [--runs 20] [--out runs/vocabulary] [--docs docs]
+python -m benchmarks.vocabulary --checkpoint runs/demo/best.pt [--targets onnx,openvino,tflite]
+    [--precisions fp32,int8] [--max-classes 32] [--img-size S] [--out runs/vocabulary]
 
 `--open` must hold a text encoder (deploy.export --open-vocab --text-encoder). Each figure is the median
 of --runs timed calls after warm-up, in this process, with the runtime's thread count fixed. Writes
 OUT/vocabulary.{md,json} (and DOCS/vocabulary-cost-<target>.md stamped with commit and machine).
+`--checkpoint` exports both artifacts itself for every target × precision (OUT/artifacts, the exporter's own
+verification: int8 calibrated on random vocabularies, parity at K = 1, K_max/2 and K_max with real names) and
+writes one table: the export's agreement per vocabulary size, the text encoder's cost, open vs closed latency.
 """
 from __future__ import annotations
 
@@ -90,10 +95,61 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _k_cells(report: dict) -> str:
+    """Pixel agreement with torch at each exported vocabulary size (K = 1 / mid / K_max), refused flagged."""
+    by_k = report.get("by_classes", {})
+    cells = " / ".join(f"{100 * by_k[k]:.1f}" for k in sorted(by_k, key=int))
+    return f"{cells} %" + ("" if report.get("passed", True) else " **refused**")
+
+
+def from_checkpoint(args: argparse.Namespace) -> str:
+    """Export open-vocab (+ text encoder) and closed-set artifacts per target × precision, measure each pair."""
+    from tqdm import tqdm
+
+    from deploy.export import export
+
+    out = Path(args.out)
+    jobs = [(t, p) for t in args.targets.split(",") for p in args.precisions.split(",")]
+    rows = []
+    for target, precision in tqdm(jobs, desc="vocabulary", file=sys.stderr):
+        options = dict(target=target, precision=precision, calib_data="synthetic", img_size=args.img_size,
+                       enforce=False, progress=False)
+        opened = export(args.checkpoint, out=out / "artifacts" / "open", open_vocab=True, text_encoder=True,
+                        max_classes=args.max_classes, **options)[0]
+        closed = export(args.checkpoint, out=out / "artifacts" / "closed", **options)[0]
+        result = measure(Path(opened["artifact"]).parent, Path(closed["artifact"]).parent, args.threads, args.warmup,
+                         args.runs)
+        rows.append({"target": target, "precision": precision, "open": opened, "closed_report": closed, **result})
+    write_json(out / "vocabulary.json", rows)
+    first = rows[0]
+    lines = [f"| runtime, precision | open-vocab agreement with torch at K = {' / '.join(sorted(first['open'].get('by_classes', {}), key=int))} "
+             "| text encoder size | embed 1 name | embed K_max names | segmenter, open vocab at K_max (p50) "
+             "| closed set at the trained K (p50) | open / closed |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        text, open_, closed = r["text_encoder"], r["segmenter_open"], r["segmenter_closed"]
+        all_names_s = text[f"K={r['k_max']}_ms"] / 1000
+        lines.append(f"| {r['target']} {r['precision']} | {_k_cells(r['open'])} | {text['size_mb']:.0f} MB "
+                     f"({text['precision']}) | {text['per_name_ms']:.0f} ms | {all_names_s:.2f} s "
+                     f"| {open_['p50_ms']:.1f} ms | {closed['p50_ms']:.1f} ms | {open_['p50_ms'] / closed['p50_ms']:.2f} |")
+    from benchmarks.machine import describe_machine
+
+    return ("\n".join(lines) + f"\n\nCheckpoint `{args.checkpoint}` at {first['img_size']}², K_max = {first['k_max']} "
+            f"slots, {first['threads']} threads, medians of {args.runs} runs; text encoder: "
+            f"{first['text_encoder']['prompts_per_name']} prompts per name. Agreement: pixel agreement of the "
+            "artifact's argmax with torch on 16 held-out val images at each vocabulary size (trained names first, "
+            "then real names a user may type; threshold per precision in `deploy/parity.py`; **refused** = the "
+            f"exporter would not ship it). Machine: {describe_machine()}.\n")
+
+
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.vocabulary", description=__doc__.splitlines()[0])
-    parser.add_argument("--open", required=True, help="open-vocab artifact folder with a text_encoder/")
+    parser.add_argument("--open", default=None, help="open-vocab artifact folder with a text_encoder/")
+    parser.add_argument("--checkpoint", default=None, help="export the open and closed artifacts from this checkpoint")
+    parser.add_argument("--targets", default="onnx,openvino,tflite", help="with --checkpoint")
+    parser.add_argument("--precisions", default="fp32,int8", help="with --checkpoint")
+    parser.add_argument("--max-classes", type=int, default=32, help="with --checkpoint: K_max slots")
+    parser.add_argument("--img-size", type=int, default=None, help="with --checkpoint (default: the trained size)")
     parser.add_argument("--closed", default=None, help="the closed-set artifact of the same checkpoint and size")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=5)
@@ -101,6 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/vocabulary")
     parser.add_argument("--docs", default=None, help="also write DOCS/vocabulary-cost-<target>.md")
     args = parser.parse_args(argv)
+    if (args.open is None) == (args.checkpoint is None):
+        raise UserError("give --open ARTIFACT (with --closed) or --checkpoint CKPT")
+    if args.checkpoint:
+        if not Path(args.checkpoint).is_file():
+            raise UserError(f"--checkpoint {args.checkpoint} not found")
+        text = from_checkpoint(args)
+        write_text(Path(args.out) / "vocabulary.md", text)
+        print(text)
+        return 0
     result = measure(Path(args.open), Path(args.closed) if args.closed else None, args.threads, args.warmup, args.runs)
     text = markdown(result)
     write_json(Path(args.out) / "vocabulary.json", result)

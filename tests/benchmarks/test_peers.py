@@ -28,3 +28,23 @@ def test_peers_and_pareto_bad_input_is_one_line(tmp_path):
     assert proc.returncode == 2 and "unknown model(s) segformer" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("benchmarks.pareto", "--models", f"ours={tmp_path / 'missing.pt'}")
     assert proc.returncode == 2 and "not found (train it: python -m benchmarks.peers)" in proc.stderr
+
+
+def test_peers_seeds_give_mean_and_std_and_rows_are_reused_after_a_move(tmp_path):
+    import json
+    import shutil
+
+    flags = ["--models", "edgeseg-small", "--seeds", "0,1", "--iters", "2", "--batch-size", "2", "--img-size", "64",
+             "--val-limit", "2", "--pretrained", "none"]
+    proc = run_cli("benchmarks.peers", *flags, "--out", str(tmp_path / "a"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "a/edgeseg-small/best.pt").is_file() and (tmp_path / "a/edgeseg-small-seed1/best.pt").is_file()
+    rows = json.loads((tmp_path / "a/peers.json").read_text())
+    assert [r["seed"] for r in rows] == [0, 1] and all(r["device"].startswith("CPU") for r in rows)
+    values = [100 * r["best_mIoU"] for r in rows]
+    line = next(l for l in (tmp_path / "a/peers.md").read_text().splitlines() if l.startswith("| edgeseg-small"))
+    assert f"{sum(values) / 2:.1f} ± " in line and "| 2 |" in line
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # finished rows moved elsewhere (a GPU run's, say) are reused
+    again = run_cli("benchmarks.peers", *flags, "--out", str(tmp_path / "b"))
+    assert again.returncode == 0 and again.stderr.count("reusing") == 2
+    assert run_cli("benchmarks.peers", *flags, "--seed", "3", "--out", str(tmp_path)).returncode == 2

@@ -63,3 +63,49 @@ def test_text_embeddings_drive_the_classifier():
     assert torch.allclose(baked, same)
     assert torch.allclose(swapped[:, 0], baked[:, 1], atol=1e-5)  # permuting classes permutes the logits
     assert fewer.shape[1] == 3  # the fusion head takes any number of classes (open vocabulary)
+
+
+@pytest.mark.parametrize("head", ["fusion", "denseclip"])
+def test_out_stride_8_stops_the_decoder_at_stride_8(head):
+    base = Segmenter("mobilenetv3", head, torch.randn(5, 32), {"dim": 32, "heads": 2, "depth": 1}).eval()
+    fast = Segmenter("mobilenetv3", head, torch.randn(5, 32), {"dim": 32, "heads": 2, "depth": 1,
+                                                                "out_stride": 8}).eval()
+    with torch.no_grad():
+        assert base(torch.randn(1, 3, 128, 128)).shape == (1, 5, 32, 32)
+        assert fast(torch.randn(1, 3, 128, 128)).shape == (1, 5, 16, 16)
+    # the stride-4 level (its lateral and smoothing block) is gone, nothing else
+    assert len(fast.head.decoder.laterals) == len(base.head.decoder.laterals) - 1
+    with pytest.raises(UserError, match="out_stride 2"):
+        Segmenter("mobilenetv3", head, torch.randn(5, 32), {"dim": 32, "heads": 2, "out_stride": 2})
+
+
+def test_decoder_width_narrows_pixels_and_tokens_only():
+    text = torch.randn(5, 32)
+    model = Segmenter("mobilenetv3", "fusion", text, {"dim": 32, "heads": 2, "depth": 1, "decoder_width": 16}).eval()
+    with torch.no_grad():
+        out = model.forward_all(torch.randn(1, 3, 64, 64))
+    assert out["logits"].shape == (1, 5, 16, 16)  # still stride 4
+    assert out["pixels"].shape[1] == 16 and out["tokens"].shape[-1] == 16
+    assert model.head.fusion.blocks[0].self_attn.q.in_features == 32  # the fusion keeps the head width
+    same = Segmenter("mobilenetv3", "fusion", text, {"dim": 32, "heads": 2, "depth": 1, "decoder_width": 32})
+    plain = Segmenter("mobilenetv3", "fusion", text, {"dim": 32, "heads": 2, "depth": 1})
+    assert same.state_dict().keys() == plain.state_dict().keys()  # width = dim: the old model, old checkpoints load
+
+
+def test_card_and_config_carry_the_speed_options():
+    from edgeseg.card import make_card, pixel_dim
+    from edgeseg.config import head_config, parse_with_config, training_parser
+
+    args = parse_with_config(training_parser("edgeseg.train", ""), ["--out-stride", "8", "--decoder-width", "64"])
+    config = head_config(args)
+    assert config["out_stride"] == 8 and config["decoder_width"] == 64 and pixel_dim(config) == 64
+    card = make_card(classes=["a"], backbone="mobilenetv3", head="fusion", head_config=config, img_size=128,
+                     mean=[0.0] * 3, std=[1.0] * 3, text_encoder="minilm", text_dim=8)
+    assert card["output_stride"] == 8
+    default = head_config(parse_with_config(training_parser("edgeseg.train", ""), []))
+    assert "out_stride" not in default and "decoder_width" not in default  # default cards stay as they were
+    for argv, needle in ((["--head", "linear", "--out-stride", "8"], "not available with --head linear"),
+                         (["--head", "denseclip", "--decoder-width", "64"], "not available with --head denseclip"),
+                         (["--decoder-width", "30"], "divisible by --heads 4")):
+        with pytest.raises(UserError, match=needle):
+            parse_with_config(training_parser("edgeseg.train", ""), argv)
