@@ -121,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--limit", type=int, default=None, help="score on the first N val images (default all)")
+    parser.add_argument("--output", default="mask", choices=("mask", "logits"),
+                        help="graph output timed: mask = the S x S class mask (upsample + argmax in the graph, the "
+                             "same output for every model), logits = each model's own output stride")
     parser.add_argument("--out", default="runs/pareto")
     args = parser.parse_args(argv)
     models = parse_models(args.models)
@@ -137,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = {}
     for name, checkpoint in models.items():
         model, card = load_model(checkpoint)
-        card = dict(card, open_vocab=False, source_checkpoint=file_hash(checkpoint))
+        card = dict(card, open_vocab=False, source_checkpoint=file_hash(checkpoint), output=args.output)
         source = build_source(None, "val", card["img_size"])
         torch_miou[name] = evaluate_model(model, card, source, limit=args.limit, progress=False)["mIoU"]
         calibration = [(x,) for x in load_inputs("synthetic", card, 16, "train")] if "int8" in precisions else []
@@ -159,8 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     note = (f"Models: {', '.join(f'{n} `{c}` ({sizes[n]}²)' for n, c in models.items())}; each artifact exported at "
             f"its trained size (int8 calibrated on 16 train images, parity on 16 held-out val images), scored on the "
             f"embedded synthetic-scenes val split through its runtime ({args.limit or 'all'} images) and timed in its "
-            f"own process: warm-up {args.warmup}, {args.runs} runs, p50. Same K and output resolution as trained "
-            f"(logits; ours at stride 4, LR-ASPP at stride 8). Machine: {describe_machine()}.")
+            f"own process: warm-up {args.warmup}, {args.runs} runs, p50. Same K for every model; output: "
+            + ("the S×S class mask (the upsample and argmax in the graph), the same for every model"
+               if args.output == "mask" else "logits at each model's own stride (ours 4 or 8, LR-ASPP 8)")
+            + f". Machine: {describe_machine()}.")
     text = markdown(rows, torch_miou, threads, note)
     write_text(out / "pareto.md", text)
     write_json(out / "pareto.json", {"rows": rows, "torch_miou": torch_miou, "models": models})

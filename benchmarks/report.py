@@ -162,6 +162,14 @@ STEPS: dict[str, Step] = {
                         "--peers", "none", "--out", str(d)],
         table=_read("results.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"},
         images={"latency.png": "latency-outputs.png"}, cost="10 min"),
+    "profile": Step(
+        "profile", "Where the milliseconds go at 512²: per-layer time by module, ours and LR-ASPP",
+        "benchmarks.profile",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "openvino,onnx", "--precisions",
+                        "fp32,int8", "--img-size", "512", "--threads", "2", "--runs", "30", "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--precisions", "fp32",
+                        "--img-size", "64", "--warmup", "1", "--runs", "2", "--peers", "none", "--out", str(d)],
+        table=_read("profile.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="5 min"),
     "vocabulary": Step(
         "vocabulary-cost", "Vocabulary on the device: agreement per vocabulary size and what it costs",
         "benchmarks.vocabulary",
@@ -249,9 +257,9 @@ STEPS: dict[str, Step] = {
 }
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
 # GPU-sized: --steps all).
-DEFAULT_STEPS = ["demo", "parity", "latency", "latency-outputs", "vocabulary", "accuracy", "mediapipe", "heads",
+DEFAULT_STEPS = ["demo", "parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "heads",
                  "distillation", "train-speed", "ablation", "onnx-int8", "peers", "pareto"]
-NEEDS_DEMO = {"parity", "latency", "latency-outputs", "vocabulary", "accuracy", "mediapipe", "onnx-int8", "pareto"}
+NEEDS_DEMO = {"parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "onnx-int8", "pareto"}
 
 # `docs/NAME.md` copies the file's whole body; `docs/NAME.md#first` only its first paragraph (e.g. a summary table).
 BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+)(?:#(?P<part>first))? -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
@@ -327,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="steps (full-mode time on a 2-core Intel Xeon):\n" + "\n".join(
             f"  {n:13s} python -m {s.module} → docs/{s.doc}.md ({s.cost})" for n, s in STEPS.items())
-        + f"\ndefault: {','.join(DEFAULT_STEPS)}; 'all' adds zeroshot")
+        + f"\ndefault: {','.join(DEFAULT_STEPS)}; 'all' adds {', '.join(n for n in STEPS if n not in DEFAULT_STEPS)}")
     parser.add_argument("--fast", action="store_true", help="tiny budgets (CI): proves the pipeline, figures mean nothing")
     parser.add_argument("--steps", default=None, help="comma list of steps, or all (default: see below)")
     parser.add_argument("--out", default=None, help="run folders (default runs/report, --fast: runs/report-fast)")

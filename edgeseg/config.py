@@ -12,7 +12,7 @@ from edgeseg.errors import UserError
 from edgeseg.losses import LossWeights
 from edgeseg.models import BACKBONES, HEADS
 from edgeseg.models.heads import HEAD_OPTIONS, OUT_STRIDES
-from edgeseg.presets import PRESETS
+from edgeseg.presets import PRESETS, SIZES, describe
 from edgeseg.text import DEFAULT_ENCODER
 
 
@@ -35,6 +35,9 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-iters", type=int, default=None, help="linear warm-up (default: 5%% of --iters)")
     p.add_argument("--aux-weight", type=float, default=0.4, help="weight of the auxiliary pixel-text CE loss")
+    p.add_argument("--size", default=None, choices=list(SIZES),
+                   help="a member of the model family (sets --backbone/--width/--depth/--out-stride/--decoder-width; "
+                        "flags given win): " + "; ".join(f"{n} = {describe(n, SIZES)}" for n in SIZES))
     p.add_argument("--width", type=int, default=128, help="head width (token / pixel embedding dim)")
     p.add_argument("--depth", type=int, default=2, help="number of fusion bridge blocks")
     p.add_argument("--heads", type=int, default=4, help="attention heads in the head")
@@ -100,8 +103,8 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse argv; a --config YAML sets defaults first (unknown keys are an error, nothing is eval'd).
 
-    Precedence, lowest first: the preset (--preset, else the YAML's `preset:`), the YAML's other keys,
-    the command line."""
+    Precedence, lowest first: the family size (--size, else the YAML's `size:`), the preset (--preset, else the
+    YAML's `preset:`), the YAML's other keys, the command line."""
     pre, _ = parser.parse_known_args(argv)
     values: dict = {}
     if pre.config:
@@ -125,11 +128,17 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
             values["unseen"] = ",".join(str(v) for v in unseen)
         if values.get("preset") is not None and values["preset"] not in PRESETS:
             raise UserError(f"--config {path}: unknown preset '{values['preset']}'; valid: {', '.join(sorted(PRESETS))}")
+        if values.get("size") is not None and values["size"] not in SIZES:
+            raise UserError(f"--config {path}: unknown size '{values['size']}'; valid: {', '.join(SIZES)}")
+    size = getattr(pre, "size", None) or values.get("size")
+    if size:
+        parser.set_defaults(**SIZES[size])
     preset = pre.preset or values.get("preset")
     if preset:
         parser.set_defaults(**PRESETS[preset])
     if values:
-        parser.set_defaults(**{k: v for k, v in values.items() if not (k == "preset" and pre.preset)})
+        parser.set_defaults(**{k: v for k, v in values.items()
+                               if not (k == "preset" and pre.preset) and not (k == "size" and getattr(pre, "size", None))})
     args = parser.parse_args(argv)
     check_args(args)
     return args

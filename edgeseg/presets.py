@@ -20,10 +20,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def describe(name: str) -> str:
-    """The flags a preset stands for, as a user would type them."""
+# The model family (`--size NAME`): speed/accuracy points of the accuracy-latency frontier (README, docs/pareto.md,
+# docs/family-seeds.md). `base` is the default model; the others trade mIoU for latency.
+SIZES: dict[str, dict[str, Any]] = {
+    "base": {"backbone": "mobilenetv3", "width": 128, "depth": 2, "out_stride": 4, "decoder_width": None},
+    # a 64-wide decoder / pixel embedding and one fusion block (benchmarks.peers: edgeseg-w64-d1)
+    "fast": {"backbone": "mobilenetv3", "width": 128, "depth": 1, "out_stride": 4, "decoder_width": 64},
+    # MobileNetV3-Small, 64-wide head, one fusion block, logits at stride 8 (benchmarks.peers: edgeseg-small)
+    "small": {"backbone": "mobilenetv3-small", "width": 64, "depth": 1, "out_stride": 8, "decoder_width": None},
+}
+
+
+def describe(name: str, table: dict[str, dict[str, Any]] | None = None) -> str:
+    """The flags a preset (or a `SIZES` entry) stands for, as a user would type them."""
     flags = []
-    for key, value in PRESETS[name].items():
+    for key, value in (table or PRESETS)[name].items():
+        if value is None:
+            continue
         flag = "--" + key.replace("_", "-")
         flags.append(flag if value is True else f"{flag} {value}")
     return " ".join(flags)

@@ -109,3 +109,24 @@ def test_card_and_config_carry_the_speed_options():
                          (["--decoder-width", "30"], "divisible by --heads 4")):
         with pytest.raises(UserError, match=needle):
             parse_with_config(training_parser("edgeseg.train", ""), argv)
+
+
+def test_family_sizes_are_the_benchmarked_models_and_flags_win(tmp_path):
+    from benchmarks.peers import FAMILY
+    from edgeseg.config import parse_with_config, training_parser
+    from edgeseg.presets import SIZES, describe
+
+    # each size is the model benchmarks.peers trained and docs/family-seeds.md / docs/pareto.md measured
+    for size, peer in (("fast", "edgeseg-w64-d1"), ("small", "edgeseg-small")):
+        sized = parse_with_config(training_parser("edgeseg.train", ""), ["--size", size])
+        flagged = parse_with_config(training_parser("edgeseg.train", ""), FAMILY[peer])
+        assert {k: getattr(sized, k) for k in SIZES[size]} == {k: getattr(flagged, k) for k in SIZES[size]}
+    assert describe("small", SIZES) == "--backbone mobilenetv3-small --width 64 --depth 1 --out-stride 8"
+    args = parse_with_config(training_parser("edgeseg.train", ""), ["--size", "small", "--depth", "2"])
+    assert args.backbone == "mobilenetv3-small" and args.depth == 2  # the flag wins over the size
+    config = tmp_path / "c.yaml"
+    config.write_text("size: fast\n")
+    assert parse_with_config(training_parser("edgeseg.train", ""), ["--config", str(config)]).decoder_width == 64
+    config.write_text("size: huge\n")
+    with pytest.raises(UserError, match="unknown size 'huge'"):
+        parse_with_config(training_parser("edgeseg.train", ""), ["--config", str(config)])
