@@ -72,6 +72,20 @@ def _artifact(model: torch.nn.Module, card: dict, target: str, precision: str, o
     return folder, report
 
 
+def timed_models(checkpoint: str, img_size: int, peers: str, precisions: list[str], calib_data: str = "synthetic"
+                 ) -> tuple[dict[str, tuple[torch.nn.Module, dict]], list, list]:
+    """The checkpoint's model (as `edgeseg`) and the named peers (`none` or a comma list) at `img_size`, with the
+    int8 calibration images (train split; none without int8) and 4 held-out verification images."""
+    names = [] if peers == "none" else peers.split(",")
+    if unknown := [p for p in names if p not in PEERS]:
+        raise UserError(f"unknown peer {unknown[0]}; valid: {', '.join(PEERS)}, none")
+    model, card = load_model(checkpoint)
+    card = dict(card, img_size=img_size, open_vocab=False, source_checkpoint=file_hash(checkpoint))
+    models = {"edgeseg": (model, card), **{name: PEERS[name](card) for name in names}}
+    calibration = [(x,) for x in load_inputs(calib_data, card, 16, "train")] if "int8" in precisions else []
+    return models, calibration, [(x,) for x in load_inputs("synthetic", card, 4, "val")]
+
+
 def plot(rows: list[dict], path: Path, accuracy: dict[str, float]) -> None:
     """Bar chart of p50 latency per model/target/precision (+ latency vs mIoU where known)."""
     import matplotlib
@@ -189,15 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("Core ML cannot be timed on Linux; benchmark it on a Mac (targets: onnx, openvino, tflite)")
     threads = [int(t) for t in args.threads.split(",")]
     precisions = args.precisions.split(",")
-    peers = [] if args.peers == "none" else args.peers.split(",")
-    if unknown := [p for p in peers if p not in PEERS]:
-        raise UserError(f"unknown peer {unknown[0]}; valid: {', '.join(PEERS)}, none")
     out = Path(args.out)
-    model, card = load_model(args.checkpoint)
-    card = dict(card, img_size=args.img_size, open_vocab=False, source_checkpoint=file_hash(args.checkpoint))
-    models = {"edgeseg": (model, card), **{name: PEERS[name](card) for name in peers}}
-    calibration = [(x,) for x in load_inputs(args.calib_data, card, 16, "train")] if "int8" in precisions else []
-    verify = [(x,) for x in load_inputs("synthetic", card, 4, "val")]
+    models, calibration, verify = timed_models(args.checkpoint, args.img_size, args.peers, precisions, args.calib_data)
+    model, card = models["edgeseg"]
     model_gflops = {name: gflops(net, args.img_size) for name, (net, _) in models.items()}
     machine = cpu_info()
     peak, peak_how = peak_gflops(machine)

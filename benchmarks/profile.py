@@ -1,7 +1,7 @@
 """Where the milliseconds go: a per-layer time breakdown of exported models, grouped by the module that made them.
 
 python -m benchmarks.profile --checkpoint runs/demo/best.pt [--peers lraspp] [--targets openvino,onnx]
-    [--precisions fp32,int8] [--img-size 512] [--threads 2] [--runs 30] [--out runs/profile] [--docs docs]
+    [--precisions fp32,int8] [--img-size 512] [--threads 2] [--runs 30] [--out runs/profile]
 
 Each model is exported (or its artifact reused, by export key) at --img-size and run --runs times with the
 runtime's own profiler on: OpenVINO's per-node performance counters (what `benchmark_app -pc` prints) and
@@ -9,7 +9,7 @@ ONNX Runtime's node profiler. Node times are summed per module (`backbone.body.b
 `head.fusion.blocks.0`, `head.decoder`...; the exporters keep torch's module path in node names) and per
 operator type. TFLite is not profiled: the LiteRT op profiler is not in the pip wheels (`litert-benchmark`
 has no op-profiling flag) — its cost per part shows in the speed variants timed by benchmarks.pareto.
-Writes OUT/profile.md and OUT/profile.json (and DOCS/profile.md, stamped, with --docs).
+Writes OUT/profile.md and OUT/profile.json (`make results STEPS=profile` stamps it into docs/profile.md).
 """
 from __future__ import annotations
 
@@ -24,13 +24,11 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.latency import _artifact
+from benchmarks.latency import _artifact, timed_models
 from benchmarks.machine import describe_machine
 from benchmarks.peers import PEERS
-from deploy.calibration import load_inputs
-from edgeseg.card import load_model
 from edgeseg.errors import UserError, cli_main
-from edgeseg.io import file_hash, write_json, write_text
+from edgeseg.io import write_json, write_text
 
 PROFILED = ("openvino", "onnx")
 
@@ -200,21 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", default="runs/profile")
-    parser.add_argument("--docs", default=None, help="also write DOCS/profile.md stamped with commit and machine")
     args = parser.parse_args(argv)
     targets = args.targets.split(",")
     if unknown := [t for t in targets if t not in PROFILERS]:
         raise UserError(f"cannot profile {unknown[0]}; profiled targets: {', '.join(PROFILED)} (TFLite: the LiteRT "
                         "op profiler is not in the pip wheels)")
     precisions = args.precisions.split(",")
-    peers = [] if args.peers == "none" else args.peers.split(",")
-    if unknown := [p for p in peers if p not in PEERS]:
-        raise UserError(f"unknown peer {unknown[0]}; valid: {', '.join(PEERS)}, none")
-    model, card = load_model(args.checkpoint)
-    card = dict(card, img_size=args.img_size, open_vocab=False, source_checkpoint=file_hash(args.checkpoint))
-    models = {"edgeseg": (model, card), **{name: PEERS[name](card) for name in peers}}
-    calibration = [(x,) for x in load_inputs("synthetic", card, 16, "train")] if "int8" in precisions else []
-    verify = [(x,) for x in load_inputs("synthetic", card, 4, "val")]
+    models, calibration, verify = timed_models(args.checkpoint, args.img_size, args.peers, precisions)
+    card = models["edgeseg"][1]
     out = Path(args.out)
     results = []
     jobs = [(name, t, p) for name in models for t in targets for p in precisions]
@@ -233,12 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(results, note)
     write_text(out / "profile.md", text)
     write_json(out / "profile.json", {"results": results, "command": sys.argv})
-    if args.docs:
-        from benchmarks.stamp import stamp
-
-        command = "python -m benchmarks.profile " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_text(Path(args.docs) / "profile.md",
-                   stamp("Per-layer profile", command, {"checkpoint": file_hash(args.checkpoint)}) + text)
     print(text)
     return 0
 

@@ -123,13 +123,19 @@ def from_checkpoint(args: argparse.Namespace) -> str:
     write_json(out / "vocabulary.json", rows)
     first = rows[0]
     lines = [f"| runtime, precision | open-vocab agreement with torch at K = {' / '.join(sorted(first['open'].get('by_classes', {}), key=int))} "
-             "| text encoder size | embed 1 name | embed K_max names | segmenter, open vocab at K_max (p50) "
-             "| closed set at the trained K (p50) | open / closed |", "|---|---|---|---|---|---|---|---|"]
+             "| text encoder: size, min cosine to torch, masks from its embeddings vs torch's | embed 1 name "
+             "| embed K_max names | segmenter, open vocab at K_max (p50) | closed set at the trained K (p50) "
+             "| open / closed |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         text, open_, closed = r["text_encoder"], r["segmenter_open"], r["segmenter_closed"]
         all_names_s = text[f"K={r['k_max']}_ms"] / 1000
+        encoder = r["open"].get("text_encoder", {})
+        masks = encoder.get("mask_agreement_by_classes", {})
+        check = (f"{encoder['min_cosine']:.5f} over {encoder['names']} names, masks "
+                 + " / ".join(f"{100 * masks[k]:.1f}" for k in sorted(masks, key=int)) + " %"
+                 if "min_cosine" in encoder else "not checked")
         lines.append(f"| {r['target']} {r['precision']} | {_k_cells(r['open'])} | {text['size_mb']:.0f} MB "
-                     f"({text['precision']}) | {text['per_name_ms']:.0f} ms | {all_names_s:.2f} s "
+                     f"({text['precision']}), {check} | {text['per_name_ms']:.0f} ms | {all_names_s:.2f} s "
                      f"| {open_['p50_ms']:.1f} ms | {closed['p50_ms']:.1f} ms | {open_['p50_ms'] / closed['p50_ms']:.2f} |")
     from benchmarks.machine import describe_machine
 
