@@ -39,8 +39,7 @@ def lraspp(card: dict) -> tuple[nn.Module, dict]:
     """LR-ASPP with our class count (random weights: latency does not depend on them)."""
     peer_card = make_card(classes=card["classes"], backbone="lraspp_mobilenet_v3_large", head="lraspp",
                           head_config={}, img_size=card["img_size"], mean=card["mean"], std=card["std"],
-                          text_encoder="none", text_dim=1, open_vocab=False)
-    peer_card["output_stride"] = 8
+                          text_encoder="none", text_dim=1, open_vocab=False)  # output_stride 8: the card's rule
     return LRASPPLogits(len(card["classes"])).eval(), peer_card
 
 
@@ -48,9 +47,9 @@ def other_head(head: str) -> Callable[[dict], tuple[nn.Module, dict]]:
     """Our model with another head (same backbone, classes and text embeddings)."""
 
     def build(card: dict) -> tuple[nn.Module, dict]:
-        from edgeseg.card import build_model
+        from edgeseg.card import build_model, output_stride
 
-        peer_card = dict(card, head=head, output_stride=32 if head == "linear" else 4)
+        peer_card = dict(card, head=head, output_stride=output_stride(head, card["head_config"]))
         return build_model(peer_card).eval(), peer_card
 
     return build

@@ -130,7 +130,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
             raise UserError(f"--config {path}: unknown preset '{values['preset']}'; valid: {', '.join(sorted(PRESETS))}")
         if values.get("size") is not None and values["size"] not in SIZES:
             raise UserError(f"--config {path}: unknown size '{values['size']}'; valid: {', '.join(SIZES)}")
-    size = getattr(pre, "size", None) or values.get("size")
+    size = pre.size or values.get("size")
     if size:
         parser.set_defaults(**SIZES[size])
     preset = pre.preset or values.get("preset")
@@ -138,7 +138,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         parser.set_defaults(**PRESETS[preset])
     if values:
         parser.set_defaults(**{k: v for k, v in values.items()
-                               if not (k == "preset" and pre.preset) and not (k == "size" and getattr(pre, "size", None))})
+                               if not (k == "preset" and pre.preset) and not (k == "size" and pre.size)})
     args = parser.parse_args(argv)
     check_args(args)
     return args

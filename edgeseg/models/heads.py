@@ -37,7 +37,7 @@ def _resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 OUT_STRIDES = (4, 8)  # where the FPN-lite decoders stop; stride 8 skips the stride-4 level (LR-ASPP's output stride)
 
 
-def decoder_levels(channels: list[int], coarsest: int, out_stride: int) -> list[int]:
+def decoder_levels(coarsest: int, out_stride: int) -> list[int]:
     """Backbone stage indices the decoder merges, coarse to fine: from stage `coarsest` down to stride 4
     (stage 0) or stride 8 (stage 1)."""
     if out_stride not in OUT_STRIDES:
@@ -108,7 +108,7 @@ class DenseCLIPHead(nn.Module):
                  views: int = 1, presence_gate: bool = False, class_agnostic: bool = False, out_stride: int = 4,
                  **_: object) -> None:
         super().__init__()
-        self.levels = decoder_levels(channels, 2, out_stride)
+        self.levels = decoder_levels(2, out_stride)
         self.reduce = conv_bn_act(channels[-1], dim)
         self.norm = nn.LayerNorm(dim)
         self.attn_pool = Attention(dim, heads)
@@ -154,7 +154,7 @@ class FusionHead(nn.Module):
                  multiscale_align: bool = False, views: int = 1, presence_gate: bool = False, out_stride: int = 4,
                  decoder_width: int | None = None, **_: object) -> None:
         super().__init__()
-        self.levels = decoder_levels(channels, 1, out_stride)
+        self.levels = decoder_levels(1, out_stride)
         fine = decoder_width or dim
         self.reduce4 = conv_bn_act(channels[3], dim)
         self.reduce3 = conv_bn_act(channels[2], dim)
