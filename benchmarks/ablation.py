@@ -37,25 +37,35 @@ VARIANTS: dict[str, list[str]] = {
     **{name: ["--preset", name] for name in PRESETS},
 }
 
-def _without_out(argv: list[str]) -> list[str]:
-    """A variant's training argv without its `--out` folder (the folder its row.json lives in), so finished rows
-    still match after their folder was moved (e.g. rows trained on a GPU machine, copied under a report folder)."""
-    if "--out" in argv:
-        i = argv.index("--out")
-        return argv[:i] + argv[i + 2:]
-    return argv
+# Training flags that change how fast a run goes, not what it computes (each sample's augmentation is seeded by
+# its index, so the data-loader worker count does not change the batches).
+NOT_IDENTITY = ("--out", "--workers")
+REPO = Path(__file__).resolve().parent.parent
 
 
-def training_device() -> str:
-    """Where this process trains: the CUDA device's name, else the CPU's."""
-    if torch.cuda.is_available():
-        return f"CUDA {torch.cuda.get_device_name()}"
-    return f"CPU {cpu_info()['cpu']}"
+def run_identity(argv: list[str]) -> list[str]:
+    """What makes two training runs the same run: the argv without its `--out` folder (where its row.json lives)
+    and speed-only flags, with paths inside this checkout made relative to it. So finished rows still match after
+    their folder was moved (e.g. rows trained on a GPU machine, copied under a report folder)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in NOT_IDENTITY:
+            skip = True
+        elif any(arg.startswith(flag + "=") for flag in NOT_IDENTITY):
+            continue
+        else:
+            kept.append(_repo_relative(arg))
+    return kept
 
 
-def _history(out: Path) -> list[dict]:
-    with open(out / "metrics.csv") as fh:
-        return [row for row in csv.DictReader(fh) if row.get("val_mIoU")]
+def _repo_relative(arg: str) -> str:
+    """An absolute path inside this checkout (e.g. configs/splits/*.txt), written relative to it."""
+    path = Path(arg)
+    if path.is_absolute() and path.is_relative_to(REPO):
+        return path.relative_to(REPO).as_posix()
+    return arg
 
 
 def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
@@ -70,7 +80,7 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
     row_file = out / "row.json"
     if row_file.is_file():
         row = json.loads(row_file.read_text())
-        if _without_out(row.get("argv", [])) == _without_out(argv) and row.get("resolved", "") == resolved:
+        if run_identity(row.get("argv", [])) == run_identity(argv) and row.get("resolved", "") == resolved:
             print(f"== {name}: reusing {row_file}", file=sys.stderr)
             return row
     targs = parse_with_config(parser(), argv)

@@ -43,10 +43,26 @@ class Step:
     full: Callable[[Path], list[str]]          # argv for the published run, given the step's folder
     fast: Callable[[Path], list[str]]          # argv for --fast
     table: Callable[[Path, list[str]], str]    # (the step folder, its argv) -> markdown body
-    checkpoints: Callable[[Path, Path], dict[str, Path]] = lambda step, out: {}
+    checkpoints: Callable[[Path, Path], dict[str, Path | str]] = lambda step, out: {}  # Path: hashed; str: a digest
     images: dict[str, str] = field(default_factory=dict)  # file in the step folder -> DOCS/<name>
     ok_codes: tuple[int, ...] = (0,)           # exit codes that still give a table (export: 1 = refused artifact)
     cost: str = ""                             # full-mode time on the development machine (for --help)
+    per_gpu: bool = False                      # on CUDA, DOCS/<doc>-<gpu>.md (e.g. train-speed-h100): one file a card
+
+    def doc_name(self) -> str:
+        """The docs file this step writes on this machine (without .md)."""
+        return f"{self.doc}-{gpu_slug()}" if self.per_gpu and gpu_slug() else self.doc
+
+
+def gpu_slug() -> str:
+    """A short name of the CUDA card ('h100' for 'NVIDIA H100 80GB HBM3'), '' without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ""
+    name = torch.cuda.get_device_name()
+    model = re.search(r"\b([A-Z]+\d+\w*)\b", name)
+    return (model.group(1) if model else re.sub(r"\W+", "-", name).strip("-")).lower()
 
 
 def _read(name: str) -> Callable[[Path], str]:
@@ -56,6 +72,12 @@ def _read(name: str) -> Callable[[Path], str]:
 def _trained(folder: Path, out: Path) -> dict[str, Path]:
     """Every best.pt one level under a step's folder (one per variant it trained), by variant."""
     return {h.name: h / "best.pt" for h in sorted(folder.iterdir()) if (h / "best.pt").is_file()}
+
+
+def _recorded(folder: Path, out: Path) -> dict[str, str]:
+    """The checkpoint digests a benchmark's rows recorded (runs trained elsewhere keep only their row)."""
+    runs = json.loads((folder / "zeroshot.json").read_text())["runs"]
+    return {f"{r['variant']}-seed{r['seed']}": r["checkpoint_sha256"][:12] for r in runs}
 
 
 def _demo_ckpt(out: Path) -> str:
@@ -209,7 +231,7 @@ STEPS: dict[str, Step] = {
         "train-speed", "Training speed: AMP vs fp32", "benchmarks.train_speed",
         full=lambda d: ["--out", str(d)],
         fast=lambda d: ["--img-size", "64", "--batch-size", "2", "--iters", "2", "--warmup", "1", "--out", str(d)],
-        table=_read("train_speed.md"), cost="3 min"),
+        table=_read("train_speed.md"), cost="3 min", per_gpu=True),
     "ablation": Step(
         "ablation-results", "Prompting methods: ablation at equal budget", "benchmarks.ablation",
         full=lambda d: ["--backbone", "efficientnet-lite", "--iters", "500", "--val-interval", "100", "--out", str(d)],
@@ -252,7 +274,8 @@ STEPS: dict[str, Step] = {
         "zeroshot-results", "Zero-shot benchmark", "benchmarks.zeroshot",
         full=lambda d: ["--iters", "600", "--out", str(d)],
         fast=lambda d: ["--fast", "--variants", "head-fusion", "--seeds", "0", "--out", str(d)],
-        table=_read("zeroshot.md"), images={"zeroshot.png": "zeroshot.png"},
+        table=_read("zeroshot.md"), images={"zeroshot.png": "zeroshot.png", "zeroshot.json": "zeroshot-rows.json"},
+        checkpoints=_recorded,
         cost="about 8 GPU minutes on an H200 per variant group; 4-6 hours on 2 CPU cores"),
 }
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
@@ -318,10 +341,11 @@ def run_step(name: str, step: Step, out: Path, docs: Path, fast: bool, command: 
     if code not in step.ok_codes:
         raise CheckFailed(f"step {name} failed (python -m {step.module} exited {code}); see the output above")
     body = step.table(folder, argv)
-    checkpoints = {k: file_hash(str(p))[:12] for k, p in step.checkpoints(folder, out).items() if Path(p).is_file()}
+    checkpoints = {k: p if isinstance(p, str) else file_hash(str(p))[:12]
+                   for k, p in step.checkpoints(folder, out).items() if isinstance(p, str) or p.is_file()}
     title = step.title + (" (FAST MODE: tiny budgets, the figures mean nothing)" if fast else "")
     header = stamp(title, f"{command} (step {name}: python -m {step.module} {shlex.join(argv)})", checkpoints)
-    write_text(docs / f"{step.doc}.md", header + body + f"\nStep time: {seconds / 60:.1f} min.\n")
+    write_text(docs / f"{step.doc_name()}.md", header + body + f"\nStep time: {seconds / 60:.1f} min.\n")
     for source, target in step.images.items():
         if (folder / source).is_file():
             shutil.copyfile(folder / source, docs / target)
@@ -334,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m benchmarks.report", description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="steps (full-mode time on a 2-core Intel Xeon):\n" + "\n".join(
-            f"  {n:13s} python -m {s.module} → docs/{s.doc}.md ({s.cost})" for n, s in STEPS.items())
+            f"  {n:13s} python -m {s.module} → docs/{s.doc}{'[-GPU]' if s.per_gpu else ''}.md ({s.cost})" for n, s in STEPS.items())
         + f"\ndefault: {','.join(DEFAULT_STEPS)}; 'all' adds {', '.join(n for n in STEPS if n not in DEFAULT_STEPS)}")
     parser.add_argument("--fast", action="store_true", help="tiny budgets (CI): proves the pipeline, figures mean nothing")
     parser.add_argument("--steps", default=None, help="comma list of steps, or all (default: see below)")
@@ -373,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"README: {len(changed)} generated block(s) updated from docs ({', '.join(changed) or 'none'})",
               file=sys.stderr)
     for name, seconds in times.items():
-        print(f"{name}: {seconds / 60:.1f} min → {docs / STEPS[name].doc}.md")
+        print(f"{name}: {seconds / 60:.1f} min → {docs / STEPS[name].doc_name()}.md")
     return 0
 
 

@@ -87,3 +87,16 @@ def test_ablation_cli_reuses_finished_variants(tmp_path):
     assert again.returncode == 0 and again.stderr.count("reusing") == 2
     bad = run_cli("benchmarks.ablation", "--variants", "nope", "--out", str(tmp_path))
     assert bad.returncode == 2 and "unknown variant" in bad.stderr
+
+
+def test_run_identity_ignores_folder_workers_and_checkout_path():
+    from benchmarks.ablation import REPO, run_identity
+
+    split = str(REPO / "configs" / "splits" / "synthetic-attributes-unseen.txt")
+    here = ["--unseen", split, "--iters", "600", "--workers", "3", "--seed", "0", "--out", "runs/zs/a-seed0"]
+    moved = ["--unseen", "configs/splits/synthetic-attributes-unseen.txt", "--iters", "600", "--seed", "0",
+             "--workers=0", "--out", "runs/report/zeroshot/a-seed0"]
+    assert run_identity(here) == run_identity(moved) == ["--unseen", "configs/splits/synthetic-attributes-unseen.txt",
+                                                        "--iters", "600", "--seed", "0"]
+    assert run_identity([*here[:-2], "--seed", "1"]) != run_identity(here)  # what it computes still tells runs apart
+    assert run_identity(["--unseen", "/elsewhere/configs/x.txt"]) == ["--unseen", "/elsewhere/configs/x.txt"]

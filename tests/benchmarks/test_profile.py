@@ -30,6 +30,7 @@ def test_profile_cli_on_tiny_model(tiny_run, tmp_path):
         named = sum(ms for part, ms in r["parts"].items() if part != "(fused / unnamed nodes)")
         assert named > 0.5 * r["total_ms"]  # most of the time is traced back to a module
         assert any(p.startswith("backbone") for p in r["parts"]) and any(p.startswith("head") for p in r["parts"])
+        assert r["wall_p50_ms"] > 0 and r["node_count"] == len(r["nodes"]) > 10
     assert "**edgeseg**" in (tmp_path / "profile.md").read_text()
     bad = run_cli("benchmarks.profile", "--checkpoint", str(tiny_run / "best.pt"), "--targets", "tflite")
     assert bad.returncode == 2 and "cannot profile tflite" in bad.stderr

@@ -61,3 +61,16 @@ def test_report_trains_the_exact_demo_model_make_demo_trains():
     make_argv = line.split("-m edgeseg.train", 1)[1].replace("$(DEMO_ITERS)", iters).split()
     report_argv = STEPS["demo"].full(ROOT / "runs/report/demo")
     assert make_argv[:-1] == report_argv[:-1] and make_argv[-2] == "--out"
+
+
+def test_train_speed_writes_one_docs_file_per_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert STEPS["train-speed"].doc_name() == "train-speed" and STEPS["zeroshot"].doc_name() == "zeroshot-results"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for card, doc in (("NVIDIA H100 80GB HBM3", "train-speed-h100"), ("NVIDIA H200", "train-speed-h200"),
+                      ("NVIDIA GeForce RTX 4090", "train-speed-nvidia-geforce-rtx-4090")):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, card=card: card)
+        assert STEPS["train-speed"].doc_name() == doc  # README's GPU blocks name these files
+    assert STEPS["zeroshot"].doc_name() == "zeroshot-results"  # one table whatever trained it
