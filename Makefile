@@ -31,7 +31,7 @@ results: install-all
 	$(PY) -m benchmarks.report $(if $(FAST),--fast) $(if $(STEPS),--steps $(STEPS))
 
 test: install-all
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=25
 
 test-fast: install-all
 	$(PY) -m pytest -q -ra -m "not slow"

@@ -68,6 +68,18 @@ def _repo_relative(arg: str) -> str:
     return arg
 
 
+def training_device() -> str:
+    """Where this process trains: the CUDA device's name, else the CPU's."""
+    if torch.cuda.is_available():
+        return f"CUDA {torch.cuda.get_device_name()}"
+    return f"CPU {cpu_info()['cpu']}"
+
+
+def _history(out: Path) -> list[dict]:
+    with open(out / "metrics.csv") as fh:
+        return [row for row in csv.DictReader(fh) if row.get("val_mIoU")]
+
+
 def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
                 parser: Callable[[], argparse.ArgumentParser] = lambda: training_parser("edgeseg.train", ""),
                 run_class: type[Run] = Run) -> dict:

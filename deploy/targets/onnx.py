@@ -38,7 +38,13 @@ RECIPES: dict[str, dict] = {
     "u8s8-qop-early": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False, "keep_float": _EARLY},
     "u8s8-qop-pct-early": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False,
                            "calibration": "Percentile", "keep_float": _EARLY},
+    "u8s8-qop-pct-early-ops": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False,
+                               "calibration": "Percentile", "keep_float": _EARLY, "backbone_ops": True},
 }
+# `backbone_ops`: in the backbone, the ops between convolutions (ReLU, residual Add, the Mul of hard-swish and
+# squeeze-excite, its pooling) run on int8 too, so consecutive int8 convolutions need no Dequantize/Quantize
+# pair between them (the profile's 13 ms of DQ/Q at 512², docs/profile.md). The head's stay float.
+BACKBONE_OPS = ("Relu", "Clip", "Add", "Mul", "HardSigmoid", "GlobalAveragePool", "ReduceMean", "Sigmoid")
 DEFAULT_RECIPE = "u8s8-qop-pct-early"
 
 
@@ -101,14 +107,18 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
             # the two 1x1 embeddings that feed the cosine (quantizing them flips argmaxes; measured).
             recipe = RECIPES[card.get("onnx_int8_recipe") or DEFAULT_RECIPE]
             keep = ("pixel_embed", "aux_embed", *recipe.get("keep_float", ()))
-            keep_float = [n.name for n in onnx.load(str(prepped)).graph.node
-                          if n.op_type == "Conv" and any(part in n.name for part in keep)]
+            nodes = onnx.load(str(prepped)).graph.node
+            keep_float = [n.name for n in nodes if n.op_type == "Conv" and any(part in n.name for part in keep)]
+            op_types = ["Conv"]
+            if recipe.get("backbone_ops"):
+                op_types += BACKBONE_OPS
+                keep_float += [n.name for n in nodes if n.op_type in BACKBONE_OPS
+                               and ("/backbone/" not in n.name or any(part in n.name for part in keep))]
             quantize_static(str(prepped), str(path), _Reader(feeds), quant_format=getattr(QuantFormat, recipe["format"]),
                             activation_type=getattr(QuantType, recipe["activation"]), weight_type=QuantType.QInt8,
                             per_channel=True, reduce_range=recipe["reduce_range"],
                             calibrate_method=getattr(CalibrationMethod, recipe.get("calibration", "MinMax")),
-                            op_types_to_quantize=["Conv"],
-                            nodes_to_exclude=keep_float)
+                            op_types_to_quantize=op_types, nodes_to_exclude=keep_float)
     _add_metadata(path, card)
 
 
