@@ -75,9 +75,10 @@ def training_device() -> str:
     return f"CPU {cpu_info()['cpu']}"
 
 
-def _history(out: Path) -> list[dict]:
+def _history(out: Path, every: bool = False) -> list[dict]:
+    """metrics.csv's validation rows (`every`: all its rows)."""
     with open(out / "metrics.csv") as fh:
-        return [row for row in csv.DictReader(fh) if row.get("val_mIoU")]
+        return [row for row in csv.DictReader(fh) if every or row.get("val_mIoU")]
 
 
 def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
@@ -96,10 +97,14 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
             print(f"== {name}: reusing {row_file}", file=sys.stderr)
             return row
     targs = parse_with_config(parser(), argv)
-    print(f"== {name}: {' '.join(flags)}", file=sys.stderr)
+    if not row_file.is_file() and (out / "last.pt").is_file():  # interrupted (or trained, not yet measured): go on
+        targs.resume = "auto"
+    print(f"== {name}: {' '.join(flags)}{' (resuming from its last.pt)' if targs.resume else ''}", file=sys.stderr)
     started = time.time()
     final = train(targs, run_class)
     seconds = time.time() - started
+    if targs.resume:  # the trainer's clock of its last session (a run resumed with nothing left to train took ~0 s)
+        seconds = max(seconds, float(_history(out, every=True)[-1]["seconds"]))
     model, card = load_model(str(out / "best.pt"))
     trainable = count_params(model)
     if card["head_config"].get("freeze_backbone"):
@@ -110,7 +115,8 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
            "final_mIoU": final["mIoU"], "best_mIoU": max(float(r["val_mIoU"]) for r in _history(out)),
            "params_M": count_params(model) / 1e6, "trainable_M": trainable / 1e6,
            "context_tokens": card.get("context_tokens", 0), "gflops_512": gflops(model, 512),
-           "train_seconds": round(seconds, 1), "val_images": targs.val_limit or "all", "device": training_device()}
+           "train_seconds": round(seconds, 1), "val_images": targs.val_limit or "all", "device": training_device(),
+           **({"resumed": True} if targs.resume else {})}
     write_json(row_file, row)
     return row
 

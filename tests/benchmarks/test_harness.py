@@ -85,6 +85,13 @@ def test_ablation_cli_reuses_finished_variants(tmp_path):
     assert all(0 <= r["best_mIoU"] <= 1 and r["params_M"] > 0 for r in rows)
     again = run_cli("benchmarks.ablation", *flags)
     assert again.returncode == 0 and again.stderr.count("reusing") == 2
+    best = (tmp_path / "mvp" / "best.pt").read_bytes()
+    (tmp_path / "mvp" / "row.json").unlink()  # trained, but stopped before its row was written: resumed, not retrained
+    resumed = run_cli("benchmarks.ablation", *flags)
+    assert resumed.returncode == 0 and "mvp: --preset mvp (resuming from its last.pt)" in resumed.stderr, resumed.stderr
+    row = json.loads((tmp_path / "mvp" / "row.json").read_text())
+    assert row["resumed"] and row["best_mIoU"] == rows[1]["best_mIoU"] and row["train_seconds"] > 0
+    assert (tmp_path / "mvp" / "best.pt").read_bytes() == best
     bad = run_cli("benchmarks.ablation", "--variants", "nope", "--out", str(tmp_path))
     assert bad.returncode == 2 and "unknown variant" in bad.stderr
 
