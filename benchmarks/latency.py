@@ -28,7 +28,7 @@ from benchmarks.machine import cpu_info, peak_gflops
 from benchmarks.peers import PEERS
 from deploy.calibration import load_inputs
 from deploy.export import export_one
-from deploy.targets import TARGETS
+from deploy.targets import TARGETS, get_target
 from edgeseg.card import load_model
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import file_hash, write_json, write_text
@@ -46,10 +46,14 @@ def _timing(args: list[str]) -> dict:
 
 
 def export_key(card: dict, target: str, precision: str, calibration: list) -> str:
-    """What an artifact was made from: the card (with the checkpoint's hash), target, precision and the
-    calibration images (hashed), so a folder is reused only for exactly the same export."""
-    digest = hashlib.sha256(json.dumps({"card": {k: v for k, v in card.items() if k != "export_key"},
-                                        "target": target, "precision": precision}, sort_keys=True).encode())
+    """What an artifact was made from: the card (with the checkpoint's hash), target, precision, the target's own
+    settings (e.g. ONNX's int8 recipe) and the calibration images (hashed), so a folder is reused only for exactly
+    the same export."""
+    settings = getattr(get_target(target), "settings", lambda card, precision: {})(card, precision)
+    made_from = {"card": {k: v for k, v in card.items() if k != "export_key"}, "target": target, "precision": precision}
+    if settings:  # only where a target has them, so the other targets' keys (and reusable folders) stay as they were
+        made_from["settings"] = settings
+    digest = hashlib.sha256(json.dumps(made_from, sort_keys=True, default=list).encode())
     for sample in calibration:
         for array in sample:
             digest.update(np.ascontiguousarray(array).tobytes())

@@ -244,7 +244,7 @@ STEPS: dict[str, Step] = {
         "onnx-int8-recipes", "ONNX Runtime int8 recipes", "benchmarks.onnx_int8",
         full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--open-vocab", "--sizes", "128,512",
                         "--threads", "1,2", "--rounds", "5", "--runs", "10", "--out", str(d)],
-        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--recipes", "u8s8-qop-pct-early", "--threads", "1",
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--recipes", "u8s8-qop-pct-early-ops", "--threads", "1",
                         "--rounds", "1", "--runs", "2", "--warmup", "1", "--calib-size", "4", "--verify-images", "4",
                         "--out", str(d)],
         table=_read("onnx-int8.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="25 min"),

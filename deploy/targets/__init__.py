@@ -4,6 +4,8 @@
   SUFFIX: artifact file/folder suffix
   export(graph, example_inputs, path, precision, calibration, card) -> simulation | None   (writes `path`)
   load(path) -> Backend                                                     (a callable runtime)
+and optionally settings(card, precision) -> dict: the exporter's own choices that change the artifact beyond
+the card (e.g. ONNX's int8 recipe), so a benchmark reuses an artifact only while they are unchanged;
 where `calibration` is a list of model-input tuples ([1, 3, S, S] image first; needed for int8) and
 `simulation`, when given, computes in torch what the artifact computes: parity uses it where the
 artifact's runtime cannot run here (Core ML on Linux).

@@ -27,7 +27,8 @@ OPSET = 17
 # DEFAULT_RECIPE: of the recipes that pass the 97 % gate (closed set and open vocabulary at every K), the
 # fastest, and within 5 % of it the most accurate, at 128² and 512² (`python -m benchmarks.onnx_int8`,
 # docs/onnx-int8-recipes.md: Intel Xeon with AVX-512 VNNI; QDQ S8S8 ran at 2x fp32's latency, QOperator U8S8
-# with the early layers float at 0.87x (128²) to 1.2x (512²)); `--onnx-int8-recipe` picks another.
+# with the early layers float at 0.97x (128²) to 1.22x (512²), and with the backbone's ops between convolutions
+# int8 too (`-ops`) at 0.88x to 1.09x, agreement 99.4 / 98.7 %); `--onnx-int8-recipe` picks another.
 _EARLY = tuple("/" + name.replace(".", "/").replace("/blocks/", "/blocks.") + "/" for name in EARLY_FLOAT)
 RECIPES: dict[str, dict] = {
     "s8s8-qdq-rr": {"activation": "QInt8", "format": "QDQ", "reduce_range": True},
@@ -45,7 +46,20 @@ RECIPES: dict[str, dict] = {
 # squeeze-excite, its pooling) run on int8 too, so consecutive int8 convolutions need no Dequantize/Quantize
 # pair between them (the profile's 13 ms of DQ/Q at 512², docs/profile.md). The head's stay float.
 BACKBONE_OPS = ("Relu", "Clip", "Add", "Mul", "HardSigmoid", "GlobalAveragePool", "ReduceMean", "Sigmoid")
-DEFAULT_RECIPE = "u8s8-qop-pct-early"
+DEFAULT_RECIPE = "u8s8-qop-pct-early-ops"
+
+
+def recipe_of(card: dict) -> str:
+    """The int8 recipe an export with this card uses (the card's `onnx_int8_recipe`, else DEFAULT_RECIPE)."""
+    return card.get("onnx_int8_recipe") or DEFAULT_RECIPE
+
+
+def settings(card: dict, precision: str) -> dict:
+    """What besides the card decides the artifact: for int8, the recipe resolved (name and its settings)."""
+    if precision != "int8":
+        return {}
+    recipe = RECIPES[recipe_of(card)]
+    return {"recipe": recipe_of(card), **recipe, **({"backbone_ops": BACKBONE_OPS} if recipe.get("backbone_ops") else {})}
 
 
 def export_float(graph: torch.nn.Module, example_inputs: tuple, path: Path, input_names: list[str],
@@ -105,7 +119,7 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
             feeds = [dict(zip(input_names, sample)) for sample in calibration]
             # Convs only, per channel: attention, LayerNorm, softmax and the cosine score stay float, and so do
             # the two 1x1 embeddings that feed the cosine (quantizing them flips argmaxes; measured).
-            recipe = RECIPES[card.get("onnx_int8_recipe") or DEFAULT_RECIPE]
+            recipe = RECIPES[recipe_of(card)]
             keep = ("pixel_embed", "aux_embed", *recipe.get("keep_float", ()))
             nodes = onnx.load(str(prepped)).graph.node
             keep_float = [n.name for n in nodes if n.op_type == "Conv" and any(part in n.name for part in keep)]

@@ -66,3 +66,19 @@ def test_openvino_fp32_runs_in_f32(tiny_run, tmp_path):
     precisions = {op.get_rt_info()["runtimePrecision"].astype(str) for op in compiled.get_runtime_model().get_ops()
                   if "runtimePrecision" in op.get_rt_info()}
     assert "f32" in precisions and "bf16" not in precisions, precisions  # default here: bf16 nodes
+
+
+def test_export_key_follows_the_onnx_int8_recipe(monkeypatch):
+    """A changed default recipe (an exporter change, not a card change) must not reuse the old int8 artifact."""
+    import deploy.targets.onnx as onnx_target
+    from benchmarks.latency import export_key
+
+    card = {"backbone": "mobilenetv3", "source_checkpoint": "abc", "img_size": 64}
+    calibration = [(np.zeros((1, 3, 4, 4), np.float32),)]
+    pinned = dict(card, onnx_int8_recipe="u8s8-qop-pct-early-ops")  # --onnx-int8-recipe named on the card
+    before, before_pinned = export_key(card, "onnx", "int8", calibration), export_key(pinned, "onnx", "int8", calibration)
+    fp32, other_target = export_key(card, "onnx", "fp32", []), export_key(card, "openvino", "int8", calibration)
+    monkeypatch.setattr(onnx_target, "DEFAULT_RECIPE", "u8s8-qop-pct-early")
+    assert export_key(card, "onnx", "int8", calibration) != before
+    assert export_key(pinned, "onnx", "int8", calibration) == before_pinned
+    assert export_key(card, "onnx", "fp32", []) == fp32 and export_key(card, "openvino", "int8", calibration) == other_target
