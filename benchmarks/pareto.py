@@ -1,12 +1,13 @@
 """The accuracy–latency frontier: val mIoU against p50 latency per runtime, for our family and trained peers.
 
 python -m benchmarks.pareto --models edgeseg=runs/peers/edgeseg/best.pt,lraspp=runs/peers/lraspp/best.pt
-    [--targets onnx,openvino,tflite] [--precisions fp32,int8] [--threads 1,2] [--runs 30] [--out runs/pareto]
+    [--targets onnx,openvino,tflite] [--precisions fp32,int8] [--threads 1,2] [--runs 30] [--rounds 5]
+    [--out runs/pareto]
 
 Each checkpoint is exported (or its artifact reused, by export key) to every target × precision at its trained
 size — int8 calibrated and parity-checked at that size — and each artifact is scored on the embedded val split
 through its runtime (the mIoU an app gets) and timed by benchmarks.timing in its own process with the thread
-count fixed. Artifacts below their parity threshold are kept out of the frontier (listed, marked). Writes
+count fixed, in --rounds interleaved rounds (median of the rounds' p50s). Artifacts below their parity threshold are kept out of the frontier (listed, marked). Writes
 OUT/pareto.md, OUT/pareto.json and OUT/pareto.png (one panel per runtime: mIoU vs p50, the frontier drawn).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from benchmarks.accuracy import artifact_miou
@@ -119,7 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precisions", default="fp32,int8")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per artifact per round")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timing rounds: each times every artifact once (in its own process), in a rotated order; "
+                             "an artifact's p50 is the median of its rounds' p50s, so drift of the machine between "
+                             "artifacts cancels out of the ratios")
     parser.add_argument("--limit", type=int, default=None, help="score on the first N val images (default all)")
     parser.add_argument("--output", default="mask", choices=("mask", "logits"),
                         help="graph output timed: mask = the S x S class mask (upsample + argmax in the graph, the "
@@ -147,22 +153,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         verify = [(x,) for x in load_inputs("synthetic", card, 16, "val")]
         loaded[name] = (model, card, source, calibration, verify)
         sizes[name] = card["img_size"]
-    for name, target, precision in tqdm(jobs, desc="pareto", file=sys.stderr):
+    built = []
+    for name, target, precision in tqdm(jobs, desc="pareto: export + score", file=sys.stderr):
         model, card, source, calibration, verify = loaded[name]
         folder, report = _artifact(model, card, target, precision, out / "artifacts" / name, calibration, verify)
-        passed = bool(report.get("passed", True))
-        miou = artifact_miou(folder, source, args.limit)
-        for n in threads:
-            timing = _timing(["--artifact", str(folder), "--threads", str(n), "--warmup", str(args.warmup),
-                              "--runs", str(args.runs)])
-            rows.append({"model": name, "target": target, "precision": precision, "threads": n, "miou": miou,
-                         "p50_ms": timing["p50_ms"], "p90_ms": timing["p90_ms"], "agreement":
-                         report.get("pixel_agreement", 0.0), "passed": passed, "bytes": report.get("bytes"),
-                         "img_size": card["img_size"], "classes": len(card["classes"])})
+        built.append((name, target, precision, folder, report, artifact_miou(folder, source, args.limit), card))
+    timed = [(i, n) for i in range(len(built)) for n in threads]
+    rounds: dict[tuple[int, int], list[dict]] = {key: [] for key in timed}
+    with tqdm(total=len(timed) * args.rounds, desc="pareto: timing", file=sys.stderr) as bar:
+        for r in range(args.rounds):
+            shift = r * len(timed) // max(args.rounds, 1)
+            for i, n in timed[shift:] + timed[:shift]:
+                rounds[(i, n)].append(_timing(["--artifact", str(built[i][3]), "--threads", str(n), "--warmup",
+                                               str(args.warmup), "--runs", str(args.runs)]))
+                bar.update(1)
+    for (i, n), timings in rounds.items():
+        name, target, precision, folder, report, miou, card = built[i]
+        rows.append({"model": name, "target": target, "precision": precision, "threads": n, "miou": miou,
+                     "p50_ms": float(np.median([t["p50_ms"] for t in timings])),
+                     "p90_ms": float(np.median([t["p90_ms"] for t in timings])),
+                     "p50_rounds_ms": [t["p50_ms"] for t in timings],
+                     "agreement": report.get("pixel_agreement", 0.0), "passed": bool(report.get("passed", True)),
+                     "bytes": report.get("bytes"), "img_size": card["img_size"], "classes": len(card["classes"])})
     note = (f"Models: {', '.join(f'{n} `{c}` ({sizes[n]}²)' for n, c in models.items())}; each artifact exported at "
             f"its trained size (int8 calibrated on 16 train images, parity on 16 held-out val images), scored on the "
             f"embedded synthetic-scenes val split through its runtime ({args.limit or 'all'} images) and timed in its "
-            f"own process: warm-up {args.warmup}, {args.runs} runs, p50. Same K for every model; output: "
+            f"own process: warm-up {args.warmup}, {args.runs} runs, p50; {args.rounds} round(s), each timing every "
+            f"artifact once in a rotated order, median of the rounds' p50s. Same K for every model; output: "
             + ("the S×S class mask (the upsample and argmax in the graph), the same for every model"
                if args.output == "mask" else "logits at each model's own stride (ours 4 or 8, LR-ASPP 8)")
             + f". Machine: {describe_machine()}.")

@@ -1,9 +1,9 @@
 """Where the milliseconds go: a per-layer time breakdown of exported models, grouped by the module that made them.
 
 python -m benchmarks.profile --checkpoint runs/demo/best.pt [--peers lraspp] [--targets openvino,onnx]
-    [--precisions fp32,int8] [--img-size 512] [--threads 2] [--runs 30] [--out runs/profile]
+    [--precisions fp32,int8] [--img-size 512 | 128,512] [--threads 2] [--runs 30] [--out runs/profile]
 
-Each model is exported (or its artifact reused, by export key) at --img-size and run --runs times with the
+Each model is exported (or its artifact reused, by export key) at each --img-size and run --runs times with the
 runtime's own profiler on: OpenVINO's per-node performance counters (what `benchmark_app -pc` prints) and
 ONNX Runtime's node profiler. Node times are summed per module (`backbone.body.blocks.3`,
 `head.fusion.blocks.0`, `head.decoder`...; the exporters keep torch's module path in node names) and per
@@ -182,10 +182,11 @@ def _order(part: str) -> tuple:
 def markdown(results: list[dict], note: str) -> str:
     """Per model: a table of its parts (ms and share per target × precision), then its top operator types."""
     lines: list[str] = []
-    for model in dict.fromkeys(r["model"] for r in results):
-        mine = [r for r in results if r["model"] == model]
+    for model, size in dict.fromkeys((r["model"], r.get("size")) for r in results):
+        mine = [r for r in results if r["model"] == model and r.get("size") == size]
         parts = sorted({p for r in mine for p in r["parts"]}, key=_order)
-        lines += [f"**{model}**", "", "| part | " + " | ".join(f"{r['target']} {r['precision']} ms (share)" for r in mine)
+        title = f"**{model}**" + (f" at {size}²" if size else "")
+        lines += [title, "", "| part | " + " | ".join(f"{r['target']} {r['precision']} ms (share)" for r in mine)
                   + " |", "|---|" + "---|" * len(mine)]
         for part in parts:
             cells = ["–" if r["parts"].get(part) is None
@@ -211,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peers", default="lraspp", help=f"comma list of {', '.join(PEERS)}, or none")
     parser.add_argument("--targets", default="openvino,onnx", help=f"comma list of {', '.join(PROFILED)}")
     parser.add_argument("--precisions", default="fp32,int8")
-    parser.add_argument("--img-size", type=int, default=512)
+    parser.add_argument("--img-size", default="512", help="input size, or a comma list of sizes (e.g. 128,512)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=30)
@@ -222,22 +223,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"cannot profile {unknown[0]}; profiled targets: {', '.join(PROFILED)} (TFLite: the LiteRT "
                         "op profiler is not in the pip wheels)")
     precisions = args.precisions.split(",")
-    models, calibration, verify = timed_models(args.checkpoint, args.img_size, args.peers, precisions)
-    card = models["edgeseg"][1]
+    try:
+        sizes = [int(v) for v in args.img_size.split(",")]
+    except ValueError as exc:
+        raise UserError(f"--img-size must be a size or a comma list of sizes, got '{args.img_size}'") from exc
     out = Path(args.out)
     results = []
-    jobs = [(name, t, p) for name in models for t in targets for p in precisions]
-    for name, target, precision in tqdm(jobs, desc="profile", file=sys.stderr):
-        net, net_card = models[name]
-        folder, report = _artifact(net, net_card, target, precision, out / "artifacts" / name, calibration, verify)
-        nodes, kinds, version, wall = PROFILERS[target](folder / MODEL_FILES[target], args.threads, args.warmup,
-                                                        args.runs)
-        results.append({"model": name, "target": target, "precision": precision, "runtime": version,
-                        "total_ms": sum(nodes.values()), "wall_p50_ms": wall, "node_count": len(nodes),
-                        "parts": breakdown(nodes), "kinds": kinds,
-                        "agreement": report.get("pixel_agreement"), "nodes": nodes})
+    for size in sizes:
+        models, calibration, verify = timed_models(args.checkpoint, size, args.peers, precisions)
+        card = models["edgeseg"][1]
+        jobs = [(name, t, p) for name in models for t in targets for p in precisions]
+        for name, target, precision in tqdm(jobs, desc=f"profile {size}²", file=sys.stderr):
+            net, net_card = models[name]
+            folder, report = _artifact(net, net_card, target, precision, out / "artifacts" / f"{name}-{size}",
+                                       calibration, verify)
+            nodes, kinds, version, wall = PROFILERS[target](folder / MODEL_FILES[target], args.threads, args.warmup,
+                                                            args.runs)
+            results.append({"model": name, "size": size, "target": target, "precision": precision, "runtime": version,
+                            "total_ms": sum(nodes.values()), "wall_p50_ms": wall, "node_count": len(nodes),
+                            "parts": breakdown(nodes), "kinds": kinds,
+                            "agreement": report.get("pixel_agreement"), "nodes": nodes})
     note = (f"Per-node times from the runtime's profiler, mean over {args.runs} inferences after {args.warmup} "
-            f"warm-ups, {args.threads} thread(s), {args.img_size}², K = {len(card['classes'])}, logits output; "
+            f"warm-ups, {args.threads} thread(s), K = {len(card['classes'])}, logits output; "
             "OpenVINO with f32 inference precision pinned (as deploy.runtime runs it). The sum of node times is "
             "below the wall-clock p50: the difference is the time between nodes (dispatch, thread hand-over), "
             "which grows with the number of nodes. Nodes the runtime fused or renamed "
