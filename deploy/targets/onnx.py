@@ -128,11 +128,25 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
                 op_types += BACKBONE_OPS
                 keep_float += [n.name for n in nodes if n.op_type in BACKBONE_OPS
                                and ("/backbone/" not in n.name or any(part in n.name for part in keep))]
-            quantize_static(str(prepped), str(path), _Reader(feeds), quant_format=getattr(QuantFormat, recipe["format"]),
-                            activation_type=getattr(QuantType, recipe["activation"]), weight_type=QuantType.QInt8,
-                            per_channel=True, reduce_range=recipe["reduce_range"],
-                            calibrate_method=getattr(CalibrationMethod, recipe.get("calibration", "MinMax")),
-                            op_types_to_quantize=op_types, nodes_to_exclude=keep_float)
+            calibration_method = recipe.get("calibration", "MinMax")
+
+            def quantize(method: str) -> None:
+                quantize_static(str(prepped), str(path), _Reader(feeds),
+                                quant_format=getattr(QuantFormat, recipe["format"]),
+                                activation_type=getattr(QuantType, recipe["activation"]), weight_type=QuantType.QInt8,
+                                per_channel=True, reduce_range=recipe["reduce_range"],
+                                calibrate_method=getattr(CalibrationMethod, method),
+                                op_types_to_quantize=op_types, nodes_to_exclude=keep_float)
+
+            try:
+                quantize(calibration_method)
+            except ValueError as exc:  # numpy: a tensor's range too narrow for the histogram (e.g. untrained weights)
+                if calibration_method == "MinMax" or "bins" not in str(exc):
+                    raise
+                warnings.warn(f"ONNX int8: {calibration_method} calibration failed ({exc}); calibrating with MinMax "
+                              "(the parity check still gates the artifact)")
+                quantize("MinMax")
+                card = dict(card, onnx_int8_calibration=f"MinMax (fallback: {calibration_method} failed: {exc})")
     _add_metadata(path, card)
 
 
