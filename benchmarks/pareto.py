@@ -110,7 +110,32 @@ def markdown(rows: list[dict], torch_miou: dict[str, float], threads: list[int],
                 on = "yes" if r.get("passed") and (r["p50_ms"], r["miou"]) in best else ""
                 lines.append(f"| {target} {precision} | {model} | {100 * r['miou']:.1f} | {p50s} | {ratio} | {parity} "
                              f"| {on} |")
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    return "\n".join(lines) + "\n\n" + ratio_table(rows, models, threads[-1]) + note + "\n"
+
+
+def ratio_table(rows: list[dict], models: list[str], threads: int, reference: str = "lraspp") -> str:
+    """Each model's latency over the reference peer's, per runtime × precision at `threads`: the median of the
+    per-round ratios (both timed in the same round), with their range — what a ratio from one run cannot show."""
+    index = {(r["model"], r["target"], r["precision"], r["threads"]): r for r in rows}
+    ours = [m for m in models if m != reference]
+    targets, precisions = dict.fromkeys(r["target"] for r in rows), dict.fromkeys(r["precision"] for r in rows)
+    columns = [(t, p) for t in targets for p in precisions if (reference, t, p, threads) in index]
+    if reference not in models or not ours or not columns:
+        return ""
+    lines = [f"Latency / {reference}'s ({threads} threads; median of the {len(rows[0]['p50_rounds_ms'])} rounds' "
+             "ratios, their range in brackets; below 1 = faster than the peer):", "",
+             "| model | " + " | ".join(f"{t} {p}" for t, p in columns) + " |", "|---|" + "---|" * len(columns)]
+    for model in ours:
+        cells = []
+        for target, precision in columns:
+            mine, peer = index.get((model, target, precision, threads)), index[(reference, target, precision, threads)]
+            if mine is None:
+                cells.append("–")
+                continue
+            per_round = [a / b for a, b in zip(mine["p50_rounds_ms"], peer["p50_rounds_ms"])]
+            cells.append(f"{np.median(per_round):.2f} ({min(per_round):.2f}–{max(per_round):.2f})")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n"
 
 
 @cli_main

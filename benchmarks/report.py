@@ -358,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m benchmarks.report", description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="steps (full-mode time on a 2-core Intel Xeon):\n" + "\n".join(
-            f"  {n:13s} python -m {s.module} → docs/{s.doc}{'[-GPU]' if s.per_gpu else ''}.md ({s.cost})" for n, s in STEPS.items())
+            f"  {n:13s} python -m {s.module} → docs/{s.doc}{'[-GPU]' if s.per_gpu else ''}.md ({s.cost})"
+            for n, s in STEPS.items())
         + f"\ndefault: {','.join(DEFAULT_STEPS)}; 'all' adds {', '.join(n for n in STEPS if n not in DEFAULT_STEPS)}")
     parser.add_argument("--fast", action="store_true", help="tiny budgets (CI): proves the pipeline, figures mean nothing")
     parser.add_argument("--steps", default=None, help="comma list of steps, or all (default: see below)")

@@ -59,7 +59,8 @@ def settings(card: dict, precision: str) -> dict:
     if precision != "int8":
         return {}
     recipe = RECIPES[recipe_of(card)]
-    return {"recipe": recipe_of(card), **recipe, **({"backbone_ops": BACKBONE_OPS} if recipe.get("backbone_ops") else {})}
+    ops = {"backbone_ops": BACKBONE_OPS} if recipe.get("backbone_ops") else {}
+    return {"recipe": recipe_of(card), **recipe, **ops}
 
 
 def export_float(graph: torch.nn.Module, example_inputs: tuple, path: Path, input_names: list[str],

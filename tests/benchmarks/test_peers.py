@@ -48,3 +48,15 @@ def test_peers_seeds_give_mean_and_std_and_rows_are_reused_after_a_move(tmp_path
     again = run_cli("benchmarks.peers", *flags, "--out", str(tmp_path / "b"))
     assert again.returncode == 0 and again.stderr.count("reusing") == 2
     assert run_cli("benchmarks.peers", *flags, "--seed", "3", "--out", str(tmp_path)).returncode == 2
+
+
+def test_ratio_table_pairs_rounds():
+    from benchmarks.pareto import ratio_table
+
+    def row(model, p50s):
+        return {"model": model, "target": "onnx", "precision": "fp32", "threads": 2, "p50_rounds_ms": p50s}
+
+    rows = [row("edgeseg", [2.0, 3.0, 4.0]), row("lraspp", [1.0, 3.0, 2.0])]  # per round: 2.0, 1.0, 2.0
+    text = ratio_table(rows, ["edgeseg", "lraspp"], 2)
+    assert "| edgeseg | 2.00 (1.00–2.00) |" in text and "median of the 3 rounds' ratios" in text
+    assert ratio_table(rows, ["edgeseg"], 2) == ""  # no reference peer timed: no table
