@@ -26,9 +26,9 @@ OPSET = 17
 # resolution int8 noise flips the argmax between classes whose names are close (measured at K_max).
 # DEFAULT_RECIPE: of the recipes that pass the 97 % gate (closed set and open vocabulary at every K), the
 # fastest, and within 5 % of it the most accurate, at 128² and 512² (`python -m benchmarks.onnx_int8`,
-# docs/onnx-int8-recipes.md: Intel Xeon with AVX-512 VNNI; QDQ S8S8 ran at 2x fp32's latency, QOperator U8S8
-# with the early layers float at 0.97x (128²) to 1.22x (512²), and with the backbone's ops between convolutions
-# int8 too (`-ops`) at 0.88x to 1.09x, agreement 99.4 / 98.7 %); `--onnx-int8-recipe` picks another.
+# docs/onnx-int8-recipes.md: Intel Xeon with AVX-512 VNNI, 2 threads; QDQ S8S8 ran at 1.6-2.3x fp32's latency,
+# QOperator U8S8 with the early layers float at 0.80x (128²) to 1.19x (512²), and with the backbone's ops between
+# convolutions int8 too (`-ops`) at 0.76x to 1.16x, agreement 99.37 / 98.69 %); `--onnx-int8-recipe` picks another.
 _EARLY = tuple("/" + name.replace(".", "/").replace("/blocks/", "/blocks.") + "/" for name in EARLY_FLOAT)
 RECIPES: dict[str, dict] = {
     "s8s8-qdq-rr": {"activation": "QInt8", "format": "QDQ", "reduce_range": True},
@@ -118,8 +118,9 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
             export_float(graph, example_inputs, float_path, input_names)
             quant_pre_process(str(float_path), str(prepped), skip_symbolic_shape=True)
             feeds = [dict(zip(input_names, sample)) for sample in calibration]
-            # Convs only, per channel: attention, LayerNorm, softmax and the cosine score stay float, and so do
-            # the two 1x1 embeddings that feed the cosine (quantizing them flips argmaxes; measured).
+            # Convs per channel (with `backbone_ops`, also the backbone's ops between them): attention, LayerNorm,
+            # softmax and the cosine score stay float, and so do the two 1x1 embeddings that feed the cosine
+            # (quantizing them flips argmaxes; measured).
             recipe = RECIPES[recipe_of(card)]
             keep = ("pixel_embed", "aux_embed", *recipe.get("keep_float", ()))
             nodes = onnx.load(str(prepped)).graph.node
