@@ -7,8 +7,9 @@ python -m benchmarks.pareto --models edgeseg=runs/peers/edgeseg/best.pt,lraspp=r
 Each checkpoint is exported (or its artifact reused, by export key) to every target × precision at its trained
 size — int8 calibrated and parity-checked at that size — and each artifact is scored on the embedded val split
 through its runtime (the mIoU an app gets) and timed by benchmarks.timing in its own process with the thread
-count fixed, in --rounds interleaved rounds (median of the rounds' p50s). Artifacts below their parity threshold are kept out of the frontier (listed, marked). Writes
-OUT/pareto.md, OUT/pareto.json and OUT/pareto.png (one panel per runtime: mIoU vs p50, the frontier drawn).
+count fixed, in --rounds interleaved rounds (median of the rounds' p50s). Artifacts below their parity threshold
+are kept out of the frontier (listed, marked). Writes OUT/pareto.md, OUT/pareto.json and OUT/pareto.png (one
+panel per runtime: mIoU vs p50, the frontier drawn).
 """
 from __future__ import annotations
 

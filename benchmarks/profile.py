@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from benchmarks.latency import _artifact, timed_models
 from benchmarks.machine import describe_machine
+from benchmarks.timing import time_function
 from benchmarks.peers import PEERS
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import write_json, write_text
@@ -132,12 +133,7 @@ def profile_onnx(path: Path, threads: int, warmup: int, runs: int) -> Profile:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inputs = _inputs_for([([d if isinstance(d, int) else 1 for d in i.shape], i.type) for i in session.get_inputs()])
     feed = dict(zip([i.name for i in session.get_inputs()], inputs))
-    wall: list[float] = []
-    for i in range(warmup + runs):
-        started = time.perf_counter()
-        session.run(None, feed)
-        if i >= warmup:
-            wall.append(1000 * (time.perf_counter() - started))
+    wall = time_function(lambda: session.run(None, feed), warmup, runs)["p50_ms"]
     options.enable_profiling = True
     options.profile_file_prefix = str(path.parent / "ort-profile")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -157,7 +153,7 @@ def profile_onnx(path: Path, threads: int, warmup: int, runs: int) -> Profile:
     kinds: dict[str, float] = defaultdict(float)
     for n, ms in nodes.items():
         kinds[op_type[n]] += ms
-    return nodes, dict(kinds), f"onnxruntime {ort.__version__}", float(np.median(wall))
+    return nodes, dict(kinds), f"onnxruntime {ort.__version__}", float(wall)
 
 
 PROFILERS = {"openvino": profile_openvino, "onnx": profile_onnx}

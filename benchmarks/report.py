@@ -74,8 +74,8 @@ def _trained(folder: Path, out: Path) -> dict[str, Path]:
     return {h.name: h / "best.pt" for h in sorted(folder.iterdir()) if (h / "best.pt").is_file()}
 
 
-def _recorded(folder: Path, out: Path) -> dict[str, str]:
-    """The checkpoint digests a benchmark's rows recorded (runs trained elsewhere keep only their row)."""
+def _zeroshot_digests(folder: Path, out: Path) -> dict[str, str]:
+    """The checkpoint digests benchmarks.zeroshot's rows recorded (runs trained elsewhere keep only their row)."""
     runs = json.loads((folder / "zeroshot.json").read_text())["runs"]
     return {f"{r['variant']}-seed{r['seed']}": r["checkpoint_sha256"][:12] for r in runs}
 
@@ -275,7 +275,7 @@ STEPS: dict[str, Step] = {
         full=lambda d: ["--iters", "600", "--out", str(d)],
         fast=lambda d: ["--fast", "--variants", "head-fusion", "--seeds", "0", "--out", str(d)],
         table=_read("zeroshot.md"), images={"zeroshot.png": "zeroshot.png", "zeroshot.json": "zeroshot-rows.json"},
-        checkpoints=_recorded,
+        checkpoints=_zeroshot_digests,
         cost="about 8 GPU minutes on an H200 per variant group; 4-6 hours on 2 CPU cores"),
 }
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
