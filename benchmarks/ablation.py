@@ -75,10 +75,10 @@ def training_device() -> str:
     return f"CPU {cpu_info()['cpu']}"
 
 
-def _history(out: Path, every: bool = False) -> list[dict]:
-    """metrics.csv's validation rows (`every`: all its rows)."""
+def _history(out: Path) -> list[dict]:
+    """metrics.csv's rows (validation rows carry `val_mIoU`)."""
     with open(out / "metrics.csv") as fh:
-        return [row for row in csv.DictReader(fh) if every or row.get("val_mIoU")]
+        return list(csv.DictReader(fh))
 
 
 def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
@@ -103,8 +103,9 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
     started = time.time()
     final = train(targs, run_class)
     seconds = time.time() - started
+    history = _history(out)
     if targs.resume:  # the trainer's clock of its last session (a run resumed with nothing left to train took ~0 s)
-        seconds = max(seconds, float(_history(out, every=True)[-1]["seconds"]))
+        seconds = max(seconds, float(history[-1]["seconds"]))
     model, card = load_model(str(out / "best.pt"))
     trainable = count_params(model)
     if card["head_config"].get("freeze_backbone"):
@@ -112,7 +113,7 @@ def run_variant(name: str, flags: list[str], train_args: list[str], out: Path,
     row = {"variant": name, "flags": " ".join(flags), "argv": argv, "resolved": resolved, "head": card["head"],
            "backbone": targs.backbone, "pretrained": card.get("pretrained"), "iters": targs.iters,
            "batch": targs.batch_size, "img_size": targs.img_size, "seed": targs.seed,
-           "final_mIoU": final["mIoU"], "best_mIoU": max(float(r["val_mIoU"]) for r in _history(out)),
+           "final_mIoU": final["mIoU"], "best_mIoU": max(float(r["val_mIoU"]) for r in history if r.get("val_mIoU")),
            "params_M": count_params(model) / 1e6, "trainable_M": trainable / 1e6,
            "context_tokens": card.get("context_tokens", 0), "gflops_512": gflops(model, 512),
            "train_seconds": round(seconds, 1), "val_images": targs.val_limit or "all", "device": training_device(),

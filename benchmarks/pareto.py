@@ -158,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "same output for every model), logits = each model's own output stride")
     parser.add_argument("--out", default="runs/pareto")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.runs < 1:
+        raise UserError(f"--rounds and --runs must be at least 1 (got {args.rounds} and {args.runs})")
     models = parse_models(args.models)
     targets, precisions = args.targets.split(","), args.precisions.split(",")
     if "coreml" in targets:

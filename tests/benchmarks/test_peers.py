@@ -28,6 +28,8 @@ def test_peers_and_pareto_bad_input_is_one_line(tmp_path):
     assert proc.returncode == 2 and "unknown model(s) segformer" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("benchmarks.pareto", "--models", f"ours={tmp_path / 'missing.pt'}")
     assert proc.returncode == 2 and "not found (train it: python -m benchmarks.peers)" in proc.stderr
+    proc = run_cli("benchmarks.pareto", "--models", f"ours={tmp_path / 'missing.pt'}", "--rounds", "0")
+    assert proc.returncode == 2 and "--rounds and --runs must be at least 1" in proc.stderr
 
 
 def test_peers_seeds_give_mean_and_std_and_rows_are_reused_after_a_move(tmp_path):
