@@ -140,6 +140,12 @@ def _family(out: Path) -> str:
     return ",".join([f"edgeseg={_demo_ckpt(out)}"] + [f"{name}={path}" for name, path in _peer_ckpts(out).items()])
 
 
+def _int8_models(out: Path) -> str:
+    """benchmarks.tflite_int8's --models: the demo model, and the trained LR-ASPP when the peers step made it."""
+    return ",".join([f"edgeseg={_demo_ckpt(out)}"] + [f"lraspp={path}" for name, path in _peer_ckpts(out).items()
+                                                      if name == "lraspp"])
+
+
 def _peer_ckpts(out: Path) -> dict[str, Path]:
     """Seed-0 checkpoints the peers step trained (OUT/peers/NAME/best.pt), by model name."""
     return {p.name: p / "best.pt" for p in sorted((out / "peers").glob("*")) if (p / "best.pt").is_file()}
@@ -248,6 +254,17 @@ STEPS: dict[str, Step] = {
                         "--rounds", "1", "--runs", "2", "--warmup", "1", "--calib-size", "4", "--verify-images", "4",
                         "--out", str(d)],
         table=_read("onnx-int8.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="25 min"),
+    "tflite-int8": Step(
+        "tflite-int8-recipes", "TFLite int8 recipes", "benchmarks.tflite_int8",
+        full=lambda d: ["--models", _int8_models(d.parent), "--threads", "1,2", "--rounds", "5", "--runs", "10",
+                        "--out", str(d)],
+        fast=lambda d: ["--models", _int8_models(d.parent), "--recipes", "adds-gate", "--threads", "1", "--rounds",
+                        "1", "--runs", "2", "--warmup", "1", "--calib-size", "4", "--verify-images", "4", "--out",
+                        str(d)],
+        table=_read("tflite-int8.md"),
+        checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt",
+                                    **{k: v for k, v in _peer_ckpts(out).items() if k == "lraspp"}},
+        cost="10 min"),
     "peers": Step(
         "peers", "Our family and the peers trained at equal budget (the demo's recipe)", "benchmarks.peers",
         full=lambda d: ["--models", PARETO_FAMILY, "--iters", "1200", "--out", str(d)],
@@ -281,8 +298,9 @@ STEPS: dict[str, Step] = {
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
 # GPU-sized: --steps all).
 DEFAULT_STEPS = ["demo", "parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "heads",
-                 "distillation", "train-speed", "ablation", "onnx-int8", "peers", "pareto"]
-NEEDS_DEMO = {"parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "onnx-int8", "pareto"}
+                 "distillation", "train-speed", "ablation", "onnx-int8", "peers", "tflite-int8", "pareto"]
+NEEDS_DEMO = {"parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "onnx-int8",
+              "tflite-int8", "pareto"}
 
 # `docs/NAME.md` copies the file's whole body; `docs/NAME.md#first` only its first paragraph (e.g. a summary table).
 BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+)(?:#(?P<part>first))? -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)

@@ -27,6 +27,7 @@ from deploy.calibration import check_disjoint, load_inputs_with_ids
 from deploy.parity import THRESHOLDS, compare, torch_reference
 from deploy.targets import TARGETS, get_target, missing_package
 from deploy.targets.onnx import DEFAULT_RECIPE as ONNX_DEFAULT, RECIPES as ONNX_RECIPES
+from deploy.targets.tflite import DEFAULT_RECIPE as TFLITE_DEFAULT, RECIPES as TFLITE_RECIPES
 from edgeseg.card import load_model
 from edgeseg.errors import CheckFailed, UserError, cli_main
 from edgeseg.io import atomic_path, file_hash, load_checkpoint, write_json
@@ -85,8 +86,9 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
     name = f"{target}-{precision}{variant}"
     final = out_dir / name
     artifact_card = dict(card, target=target, precision=precision, int8_io=int8_io, w8a8=w8a8, layout=layout)
-    if (target, precision) != ("onnx", "int8"):
-        artifact_card.pop("onnx_int8_recipe", None)
+    for recipe_target in ("onnx", "tflite"):
+        if (target, precision) != (recipe_target, "int8"):
+            artifact_card.pop(f"{recipe_target}_int8_recipe", None)
     with atomic_path(final) as tmp:
         tmp.mkdir()
         artifact = tmp / f"model{module.SUFFIX}"
@@ -238,7 +240,8 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
            out: str | Path = "runs/export", *, calib_data: str | None = None, calib_size: int = 32,
            img_size: int | None = None, open_vocab: bool = False, max_classes: int | None = None,
            verify_images: int = 16, verify_data: str | None = None, int8_io: bool = False, nhwc: bool = False,
-           coreml_w8a8: bool = False, onnx_int8_recipe: str | None = None, text_encoder: bool = False,
+           coreml_w8a8: bool = False, onnx_int8_recipe: str | None = None, tflite_int8_recipe: str | None = None,
+           text_encoder: bool = False,
            output: str = "logits", uint8_input: bool = False, mediapipe: bool = False, verify: bool = True,
            enforce: bool = True, progress: bool = True) -> list[dict]:
     """Export a checkpoint to each target x precision under `out`, verified against torch; returns the
@@ -259,6 +262,10 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         raise UserError(f"unknown ONNX int8 recipe '{onnx_int8_recipe}'; valid: {', '.join(ONNX_RECIPES)}")
     if onnx_int8_recipe and not ("onnx" in targets and "int8" in precisions):
         raise UserError("--onnx-int8-recipe applies to ONNX int8 artifacts only: add --target onnx --precision int8")
+    if tflite_int8_recipe and tflite_int8_recipe not in TFLITE_RECIPES:
+        raise UserError(f"unknown TFLite int8 recipe '{tflite_int8_recipe}'; valid: {', '.join(TFLITE_RECIPES)}")
+    if tflite_int8_recipe and not ("tflite" in targets and "int8" in precisions):
+        raise UserError("--tflite-int8-recipe applies to TFLite int8 artifacts only: add --target tflite --precision int8")
     if mediapipe and set(targets) != {"tflite"}:
         raise UserError("--mediapipe applies to TFLite artifacts only: use --target tflite")
     if mediapipe and (output == "mask" or open_vocab or int8_io):
@@ -279,7 +286,8 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
             raise UserError(f"--img-size {img_size} must be a multiple of 32")
         card["img_size"] = img_size
     card = dict(card, open_vocab=open_vocab, int8_io=int8_io, w8a8=coreml_w8a8,
-                onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT, output=output,
+                onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT, tflite_int8_recipe=tflite_int8_recipe or TFLITE_DEFAULT,
+                output=output,
                 input="uint8" if uint8_input else "unit" if mediapipe else "float", mediapipe=mediapipe,
                 resize="mediapipe" if mediapipe else "antialias",  # how the app resizes (edgeseg.preprocess.RESIZES)
                 layout="nhwc" if nhwc else "nchw", source_checkpoint=file_hash(checkpoint))
@@ -390,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--coreml-w8a8", action="store_true",
                         help="Core ML int8: quantize activations too (W8A8, iOS 17+; calibrated in torch on "
                              "--calib-data); default int8 weights only (iOS 16+)")
+    parser.add_argument("--tflite-int8-recipe", default=None, metavar="RECIPE",
+                        help=f"TFLite int8: {', '.join(TFLITE_RECIPES)} (default {TFLITE_DEFAULT}, chosen by "
+                             "measurement: docs/tflite-int8-recipes.md)")
     parser.add_argument("--onnx-int8-recipe", default=None, metavar="RECIPE",
                         help=f"ONNX int8: {', '.join(ONNX_RECIPES)} (default {ONNX_DEFAULT}, chosen by "
                              "measurement: docs/onnx-int8-recipes.md)")
@@ -412,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   calib_size=args.calib_size, img_size=args.img_size, open_vocab=args.open_vocab,
                   max_classes=args.max_classes, verify_images=args.verify_images, verify_data=args.verify_data,
                   int8_io=args.int8_io, nhwc=args.nhwc, coreml_w8a8=args.coreml_w8a8,
-                  onnx_int8_recipe=args.onnx_int8_recipe, text_encoder=args.text_encoder, output=args.output,
+                  onnx_int8_recipe=args.onnx_int8_recipe, tflite_int8_recipe=args.tflite_int8_recipe,
+                  text_encoder=args.text_encoder, output=args.output,
                   uint8_input=args.uint8_input, mediapipe=args.mediapipe,
                   verify=not args.no_verify)
     print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))

@@ -17,6 +17,24 @@ if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".tflite"
 
+# int8 recipes: deploy.quantize.pt2e_int8's switches. XNNPACK (LiteRT's CPU path) takes no int8 HARD_SWISH:
+# each one ran in the interpreter's own kernel, so int8 MobileNetV3s were slower than fp32 until hardswish was
+# written as x * hardsigmoid(x) (`gate`). `adds` quantizes the residual adds litert_torch's annotator misses.
+# `int8-early` also quantizes the stem and first two stages (deploy.targets.EARLY_FLOAT). Measured with
+# `python -m benchmarks.tflite_int8` (docs/tflite-int8-recipes.md); `--tflite-int8-recipe` picks another.
+RECIPES: dict[str, dict[str, bool]] = {
+    "litert": {"tensor_adds": False, "gate_hardswish": False},
+    "adds": {"tensor_adds": True, "gate_hardswish": False},
+    "adds-gate": {"tensor_adds": True, "gate_hardswish": True},
+    "adds-gate-int8-early": {"tensor_adds": True, "gate_hardswish": True, "early_float": False},
+}
+DEFAULT_RECIPE = "adds-gate"
+
+
+def recipe_of(card: dict) -> str:
+    """The int8 recipe an export with this card uses (the card's `tflite_int8_recipe`, else DEFAULT_RECIPE)."""
+    return card.get("tflite_int8_recipe") or DEFAULT_RECIPE
+
 _FP16_RECIPE = [{
     "regex": ".*", "operation": "*", "algorithm_key": "float_casting",
     "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"}, "compute_precision": "FLOAT",
@@ -48,8 +66,10 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
 
         from deploy.quantize import pt2e_int8
 
-        # --int8-io wants the image tensor itself int8: its first layers cannot stay float then
-        model, pt2e_quantizer = pt2e_int8(graph, example_inputs, calibration, early_float=not card.get("int8_io"))
+        recipe = dict(RECIPES[recipe_of(card)])
+        if card.get("int8_io"):  # the image tensor itself is int8: its first layers cannot stay float then
+            recipe["early_float"] = False
+        model, pt2e_quantizer = pt2e_int8(graph, example_inputs, calibration, **recipe)
         litert_torch.convert(model, example_inputs, quant_config=QuantConfig(pt2e_quantizer=pt2e_quantizer)).export(
             str(path))
         if not card.get("int8_io"):
@@ -70,6 +90,11 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
     if card.get("mediapipe"):
         _mediapipe_metadata(path, card)
     # deploy.export writes card.json beside the artifact (the model card is not in the flatbuffer).
+
+
+def settings(card: dict, precision: str) -> dict:
+    """What besides the card decides the artifact: for int8, the PT2E recipe resolved (name and switches)."""
+    return {"recipe": recipe_of(card), **RECIPES[recipe_of(card)]} if precision == "int8" else {}
 
 
 def _metadata_version_binding() -> None:

@@ -87,9 +87,14 @@ def test_tflite_int8_io_flag_keeps_integer_io_with_the_same_results(tiny_run, tm
     from deploy.targets.tflite import Backend
 
     checkpoint = str(tiny_run / "best.pt")
+    # the I/O mechanics, with litert_torch's own annotation: on this 6-iteration model's near-tied logits each extra
+    # int8 tensor of the shipped recipe (residual sums, hard-swish gates) flips pixels (76-93 % against 93-98 %
+    # per image); the shipped recipe's accuracy is gated by parity on the trained fixture and measured in
+    # docs/tflite-int8-recipes.md
     for extra in ([], ["--int8-io"]):
         proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "tflite", "--precision", "int8",
-                       "--calib-data", "synthetic", "--calib-size", "4", "--no-verify", "--out", str(tmp_path), *extra)
+                       "--calib-data", "synthetic", "--calib-size", "4", "--no-verify", "--tflite-int8-recipe", "litert",
+                       "--out", str(tmp_path), *extra)
         assert proc.returncode == 0, proc.stderr[-2000:]
     floats = Backend(tmp_path / "tflite-int8" / "model.tflite")
     integers = Backend(tmp_path / "tflite-int8-int8io" / "model.tflite")

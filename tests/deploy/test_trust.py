@@ -82,3 +82,15 @@ def test_export_key_follows_the_onnx_int8_recipe(monkeypatch):
     assert export_key(card, "onnx", "int8", calibration) != before
     assert export_key(pinned, "onnx", "int8", calibration) == before_pinned
     assert export_key(card, "onnx", "fp32", []) == fp32 and export_key(card, "openvino", "int8", calibration) == other_target
+
+
+def test_export_key_follows_the_tflite_int8_recipe(monkeypatch):
+    import deploy.targets.tflite as tflite_target
+    from benchmarks.latency import export_key
+
+    card = {"backbone": "mobilenetv3", "source_checkpoint": "abc", "img_size": 64}
+    calibration = [(np.zeros((1, 3, 4, 4), np.float32),)]
+    before, fp32 = export_key(card, "tflite", "int8", calibration), export_key(card, "tflite", "fp32", [])
+    monkeypatch.setattr(tflite_target, "DEFAULT_RECIPE", "litert")
+    assert export_key(card, "tflite", "int8", calibration) != before
+    assert export_key(card, "tflite", "fp32", []) == fp32
