@@ -80,3 +80,37 @@ def test_unknown_tflite_recipe_is_a_one_line_error(tiny_run, tmp_path):
                    "int8", "--calib-data", "synthetic", "--tflite-int8-recipe", "fastest", "--out", str(tmp_path))
     assert proc.returncode == 2 and "unknown TFLite int8 recipe 'fastest'" in proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
+
+
+class _ConvAttention(nn.Module):
+    """A conv, then self-attention over its pixels (edgeseg's Attention: Linear + matmul)."""
+
+    def __init__(self, channels: int = 16) -> None:
+        super().__init__()
+        from edgeseg.models.layers import Attention
+
+        self.conv = nn.Conv2d(3, channels, 3, padding=1)
+        self.attention = Attention(channels, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pixels = self.conv(x).flatten(2).transpose(1, 2)
+        return self.attention(pixels, pixels)
+
+
+def test_attention_stays_float_in_tflite_int8(tmp_path):
+    """The float modules are found by name: PT2EQuantizer's type filter compares classes with the strings
+    torch.export now records, so by type every Linear of the fusion module was quantized."""
+    pytest.importorskip("litert_torch")
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from deploy.quantize import pt2e_int8
+
+    model = _ConvAttention().eval()
+    example = (torch.randn(1, 3, 16, 16),)
+    calibration = [(np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32),) for i in range(4)]
+    quantized, quantizer = pt2e_int8(model, example, calibration, early_float=False)
+    path = tmp_path / "model.tflite"
+    litert_torch.convert(quantized, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+    ops = _tflite_ops(path)
+    assert ops["CONV_2D:int8"] == 1 and ops["FULLY_CONNECTED:float32"] == 4 and ops["FULLY_CONNECTED:int8"] == 0, ops
