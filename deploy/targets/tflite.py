@@ -93,8 +93,16 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
 
 
 def settings(card: dict, precision: str) -> dict:
-    """What besides the card decides the artifact: for int8, the PT2E recipe resolved (name and switches)."""
-    return {"recipe": recipe_of(card), **RECIPES[recipe_of(card)]} if precision == "int8" else {}
+    """What besides the card decides the artifact: for int8, the PT2E recipe resolved (name and switches) and the
+    quantizer's own source (deploy/quantize.py), so a changed quantizer re-exports instead of reusing."""
+    if precision != "int8":
+        return {}
+    import hashlib
+
+    import deploy.quantize
+
+    source = hashlib.sha256(Path(deploy.quantize.__file__).read_bytes()).hexdigest()[:12]
+    return {"recipe": recipe_of(card), **RECIPES[recipe_of(card)], "quantizer_source": source}
 
 
 def _metadata_version_binding() -> None:
