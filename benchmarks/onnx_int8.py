@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -64,16 +64,43 @@ def interleaved_p50(folders: dict[str, str], threads: int, rounds: int, runs: in
 NOISE = 1.05  # p50 ratios within 5 % are not told apart by these runs
 
 
+def timing_fields(timed: dict[int, dict[str, dict]], key: str, threads: list[int]) -> dict:
+    """A recipe row's timing (the int8 recipe benchmarks): p50 per thread count, its ratio to the fp32
+    artifact's, and the whole summaries; `timed` is {threads: interleaved_p50(...)}."""
+    return {"p50": {t: timed[t][key]["p50_ms"] for t in threads},
+            "ratio": {t: timed[t][key]["p50_ms"] / timed[t]["fp32"]["p50_ms"] for t in threads},
+            "timing": {t: timed[t][key] for t in threads}}
+
+
+def fastest_then_most_accurate(passing: list[dict], threads: int, accuracy: Callable[[dict], float]) -> str | None:
+    """The rule both int8 recipe benchmarks ship by: among passing rows the fastest at `threads`, and within
+    NOISE of it the one `accuracy` ranks highest."""
+    if not passing:
+        return None
+    fastest = min(r["p50"][threads] for r in passing)
+    return max((r for r in passing if r["p50"][threads] <= NOISE * fastest), key=accuracy)["recipe"]
+
+
+def publish(out: Path, name: str, text: str, payload: dict, docs: str | None, doc: str, title: str,
+            argv: Sequence[str] | None, checkpoints: dict[str, str]) -> None:
+    """OUT/NAME.{md,json}, and with `docs` DOCS/DOC.md stamped with the command (benchmarks.NAME with
+    underscores), commit, checkpoints and machine; prints the table."""
+    write_text(out / f"{name}.md", text)
+    write_json(out / f"{name}.json", payload)
+    if docs:
+        command = f"python -m benchmarks.{name.replace('-', '_')} " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        write_text(Path(docs) / f"{doc}.md", stamp(title, command, checkpoints) + text)
+    print(text)
+
+
 def choose(rows: list[dict], size: int, threads: int) -> str | None:
     """The recipe to ship at `size`: passing rows only; the fastest, and among those within NOISE of it the
     one with the highest worst-case agreement (closed set, and every K of the open vocabulary)."""
     passing = [r for r in rows if r["size"] == size and r["recipe"] != "fp32" and r["passed"]
                and r.get("open_passed", True)]
-    if not passing:
-        return None
-    fastest = min(r["p50"][threads] for r in passing)
-    close = [r for r in passing if r["p50"][threads] <= NOISE * fastest]
-    return max(close, key=lambda r: min([r["agreement"], *r.get("by_classes", {}).values()]))["recipe"]
+    return fastest_then_most_accurate(passing, threads,
+                                      lambda r: min([r["agreement"], *r.get("by_classes", {}).values()]))
 
 
 def markdown(rows: list[dict], note: str) -> str:
@@ -129,9 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     args.warmup) for t in threads}
         for recipe, report in reports.items():
             row = {"size": size, "recipe": recipe, "agreement": report["pixel_agreement"], "passed": report["passed"],
-                   "bytes": report["bytes"], "p50": {t: timed[t][recipe]["p50_ms"] for t in threads},
-                   "ratio": {t: timed[t][recipe]["p50_ms"] / timed[t]["fp32"]["p50_ms"] for t in threads},
-                   "timing": {t: timed[t][recipe] for t in threads}}
+                   "bytes": report["bytes"], **timing_fields(timed, recipe, threads)}
             if recipe in open_reports:
                 row["by_classes"] = open_reports[recipe].get("by_classes", {})
                 row["open_passed"] = open_reports[recipe]["passed"]
@@ -144,14 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'(closed set and open vocabulary at every K) ' if args.open_vocab else ''}the fastest at "
             f"{max(threads)} threads, and within {100 * (NOISE - 1):.0f} % of it (timing noise) the most accurate: "
             + (", ".join(f"{s}²: `{r}`" for s, r in best.items() if r) or "none") + ".")
-    text = markdown(rows, note)
-    write_text(out / "onnx-int8.md", text)
-    write_json(out / "onnx-int8.json", {"rows": rows, "best": best})
-    if args.docs:
-        command = "python -m benchmarks.onnx_int8 " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_text(Path(args.docs) / "onnx-int8-recipes.md",
-                   stamp("ONNX Runtime int8 recipes", command, {"checkpoint": file_hash(args.checkpoint)}) + text)
-    print(text)
+    publish(out, "onnx-int8", markdown(rows, note), {"rows": rows, "best": best}, args.docs, "onnx-int8-recipes",
+            "ONNX Runtime int8 recipes", argv, {"checkpoint": file_hash(args.checkpoint)})
     return 0
 
 

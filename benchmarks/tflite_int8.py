@@ -23,14 +23,13 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.onnx_int8 import NOISE, interleaved_p50
+from benchmarks.onnx_int8 import NOISE, fastest_then_most_accurate, interleaved_p50, publish, timing_fields
 from benchmarks.pareto import parse_models
-from benchmarks.stamp import stamp
 from deploy.export import export
 from deploy.outputs import OUTPUTS
 from deploy.targets.tflite import DEFAULT_RECIPE, RECIPES
 from edgeseg.errors import UserError, cli_main
-from edgeseg.io import file_hash, write_json, write_text
+from edgeseg.io import file_hash
 
 
 def operator_counts(artifact: Path) -> Counter:
@@ -58,10 +57,7 @@ def choose(rows: list[dict], model: str, threads: int) -> str | None:
     """The recipe the measurement picks for `model`: passing rows only; the fastest, and among those within
     NOISE of it the one with the highest agreement."""
     passing = [r for r in rows if r["model"] == model and r["recipe"] != "fp32" and r["passed"]]
-    if not passing:
-        return None
-    fastest = min(r["p50"][threads] for r in passing)
-    return max((r for r in passing if r["p50"][threads] <= NOISE * fastest), key=lambda r: r["agreement"])["recipe"]
+    return fastest_then_most_accurate(passing, threads, lambda r: r["agreement"])
 
 
 def markdown(rows: list[dict], note: str) -> str:
@@ -120,9 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append({"model": model, "recipe": recipe, "agreement": report["pixel_agreement"],
                          "passed": report["passed"], "bytes": report["bytes"],
                          "operators": dict(operator_counts(next(Path(report["folder"]).glob("*.tflite")))),
-                         "p50": {t: timed[t][recipe]["p50_ms"] for t in threads},
-                         "ratio": {t: timed[t][recipe]["p50_ms"] / timed[t]["fp32"]["p50_ms"] for t in threads},
-                         "timing": {t: timed[t][recipe] for t in threads}})
+                         **timing_fields(timed, recipe, threads)})
     best = {model: choose(rows, model, max(threads)) for model in models}
     note = (f"Checkpoints: {', '.join(f'{m} `{c}`' for m, c in models.items())}; output: {args.output}, at each "
             f"model's trained size; calibration: {args.calib_size} train images of `{args.calib_data}`, verification: "
@@ -132,14 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"`{DEFAULT_RECIPE}`. The rule: among recipes that pass 97 %, the fastest at {max(threads)} threads, and "
             f"within {100 * (NOISE - 1):.0f} % of it (timing noise) the most accurate: "
             + (", ".join(f"{m}: `{r}`" for m, r in best.items() if r) or "none") + ".")
-    text = markdown(rows, note)
-    write_text(out / "tflite-int8.md", text)
-    write_json(out / "tflite-int8.json", {"rows": rows, "best": best})
-    if args.docs:
-        command = "python -m benchmarks.tflite_int8 " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_text(Path(args.docs) / "tflite-int8-recipes.md",
-                   stamp("TFLite int8 recipes", command, {m: file_hash(c) for m, c in models.items()}) + text)
-    print(text)
+    publish(out, "tflite-int8", markdown(rows, note), {"rows": rows, "best": best}, args.docs, "tflite-int8-recipes",
+            "TFLite int8 recipes", argv, {m: file_hash(c) for m, c in models.items()})
     return 0
 
 

@@ -97,11 +97,9 @@ def settings(card: dict, precision: str) -> dict:
     quantizer's own source (deploy/quantize.py), so a changed quantizer re-exports instead of reusing."""
     if precision != "int8":
         return {}
-    import hashlib
+    from edgeseg.io import file_hash
 
-    import deploy.quantize
-
-    source = hashlib.sha256(Path(deploy.quantize.__file__).read_bytes()).hexdigest()[:12]
+    source = file_hash(Path(__file__).resolve().parents[1] / "quantize.py")  # without importing it (torch)
     return {"recipe": recipe_of(card), **RECIPES[recipe_of(card)], "quantizer_source": source}
 
 

@@ -1,13 +1,12 @@
 """deploy.quantize: the PT2E int8 recipe's graph rewrites, checked on the .tflite that LiteRT runs."""
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from benchmarks.tflite_int8 import operator_counts
 from deploy.quantize import GatedHardswish, gated_hardswish
 from tests.conftest import run_cli
 
@@ -40,15 +39,6 @@ def test_gated_hardswish_is_the_same_function_on_a_copy():
     torch.testing.assert_close(gated(x), model(x), rtol=1e-5, atol=1e-6)
 
 
-def _tflite_ops(path) -> Counter:
-    """Op name : input dtype of each operator LiteRT loaded from the flatbuffer."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
-    return Counter(f"{op['op_name']}:{dtypes.get(op['inputs'][0], '?')}" for op in interpreter._get_ops_details())
-
-
 @pytest.mark.parametrize("recipe", [{}, {"tensor_adds": True, "gate_hardswish": True}], ids=["plain", "recipe"])
 def test_tflite_int8_recipe_quantizes_residual_adds_and_leaves_no_int8_hardswish(tmp_path, recipe):
     pytest.importorskip("litert_torch")
@@ -64,7 +54,7 @@ def test_tflite_int8_recipe_quantizes_residual_adds_and_leaves_no_int8_hardswish
     quantized, quantizer = pt2e_int8(model, example, calibration, early_float=False, **recipe)
     path = tmp_path / "model.tflite"
     litert_torch.convert(quantized, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
-    ops = _tflite_ops(path)
+    ops = operator_counts(path)
     if recipe:  # what the TFLite target ships: both residual adds int8, every hardswish a gate product
         assert ops["ADD:int8"] == 2 and ops["HARD_SWISH:int8"] == 0 and ops["MUL:int8"] == 3, ops
     else:  # litert_torch's annotators alone (the regression the recipe fixes): a float add between blocks
@@ -112,5 +102,5 @@ def test_attention_stays_float_in_tflite_int8(tmp_path):
     quantized, quantizer = pt2e_int8(model, example, calibration, early_float=False)
     path = tmp_path / "model.tflite"
     litert_torch.convert(quantized, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
-    ops = _tflite_ops(path)
+    ops = operator_counts(path)
     assert ops["CONV_2D:int8"] == 1 and ops["FULLY_CONNECTED:float32"] == 4 and ops["FULLY_CONNECTED:int8"] == 0, ops
