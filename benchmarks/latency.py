@@ -29,6 +29,7 @@ from benchmarks.peers import PEERS
 from deploy.calibration import load_inputs
 from deploy.export import export_one
 from deploy.targets import TARGETS, get_target
+from edgeseg import checks
 from edgeseg.card import load_model
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import file_hash, write_json, write_text
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = [t for t in TARGETS if t != "coreml"] if args.targets == "all" else args.targets.split(",")
     if "coreml" in targets:
         raise UserError("Core ML cannot be timed on Linux; benchmark it on a Mac (targets: onnx, openvino, tflite)")
-    threads = [int(t) for t in args.threads.split(",")]
+    threads = checks.integer_list(args.threads, "--threads", 1, 1024)
     precisions = args.precisions.split(",")
     out = Path(args.out)
     models, calibration, verify = timed_models(args.checkpoint, args.img_size, args.peers, precisions, args.calib_data)

@@ -24,6 +24,7 @@ from benchmarks.stamp import stamp
 from benchmarks.timing import summarize
 from deploy.export import export
 from deploy.targets.onnx import DEFAULT_RECIPE, RECIPES
+from edgeseg import checks
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import file_hash, write_json, write_text
 
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown := [r for r in recipes if r not in RECIPES]:
         raise UserError(f"unknown recipe(s) {', '.join(unknown)}; valid: {', '.join(RECIPES)}")
     try:
-        threads = [int(t) for t in args.threads.split(",")]
+        threads = checks.integer_list(args.threads, "--threads", 1, 1024)
         from edgeseg.card import load_model
 
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [load_model(args.checkpoint)[1]["img_size"]]

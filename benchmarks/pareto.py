@@ -26,6 +26,7 @@ from benchmarks.accuracy import artifact_miou
 from benchmarks.latency import _artifact, _timing
 from benchmarks.machine import describe_machine
 from deploy.calibration import load_inputs
+from edgeseg import checks
 from edgeseg.card import load_model
 from edgeseg.data import build_source
 from edgeseg.errors import UserError, cli_main
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "coreml" in targets:
         raise UserError("Core ML cannot be timed on Linux; benchmark it on a Mac (targets: onnx, openvino, tflite)")
     try:
-        threads = [int(t) for t in args.threads.split(",")]
+        threads = checks.integer_list(args.threads, "--threads", 1, 1024)
     except ValueError as exc:
         raise UserError(f"--threads must be a comma list of integers: {exc}") from exc
     out = Path(args.out)

@@ -29,6 +29,7 @@ from benchmarks.latency import _artifact, timed_models
 from benchmarks.machine import describe_machine
 from benchmarks.timing import time_function
 from benchmarks.peers import PEERS
+from edgeseg import checks
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import write_json, write_text
 
@@ -214,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", default="runs/profile")
     args = parser.parse_args(argv)
+    checks.threads(args.threads, "--threads")
     targets = args.targets.split(",")
     if unknown := [t for t in targets if t not in PROFILERS]:
         raise UserError(f"cannot profile {unknown[0]}; profiled targets: {', '.join(PROFILED)} (TFLite: the LiteRT "

@@ -28,6 +28,7 @@ from benchmarks.pareto import parse_models
 from deploy.export import export
 from deploy.outputs import OUTPUTS
 from deploy.targets.tflite import DEFAULT_RECIPE, RECIPES
+from edgeseg import checks
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import file_hash
 
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds < 1 or args.runs < 1:
         raise UserError(f"--rounds and --runs must be at least 1 (got {args.rounds} and {args.runs})")
     try:
-        threads = [int(t) for t in args.threads.split(",")]
+        threads = checks.integer_list(args.threads, "--threads", 1, 1024)
     except ValueError as exc:
         raise UserError(f"--threads must be a comma list of integers: {exc}") from exc
     out = Path(args.out)

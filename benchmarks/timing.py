@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edgeseg import checks
 from edgeseg.errors import cli_main
 
 
@@ -91,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--postprocess", action="store_true",
                         help="artifacts: include the app's post-processing to an S x S class mask (end to end)")
     args = parser.parse_args(argv)
+    checks.threads(args.threads, "--threads")
     start = time.perf_counter()
     extra = {}
     if args.checkpoint:

@@ -25,6 +25,7 @@ import numpy as np
 from benchmarks.stamp import stamp
 from benchmarks.timing import time_function
 from deploy.runtime import load
+from edgeseg import checks
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import write_json, write_text
 
@@ -163,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/vocabulary")
     parser.add_argument("--docs", default=None, help="also write DOCS/vocabulary-cost-<target>.md")
     args = parser.parse_args(argv)
+    checks.threads(args.threads, "--threads")
     if (args.open is None) == (args.checkpoint is None):
         raise UserError("give --open ARTIFACT (with --closed) or --checkpoint CKPT")
     if args.checkpoint:

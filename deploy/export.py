@@ -30,7 +30,8 @@ from deploy.targets.onnx import DEFAULT_RECIPE as ONNX_DEFAULT, RECIPES as ONNX_
 from deploy.targets.tflite import DEFAULT_RECIPE as TFLITE_DEFAULT, RECIPES as TFLITE_RECIPES
 from edgeseg.card import load_model
 from edgeseg.errors import CheckFailed, UserError, cli_main
-from edgeseg.io import atomic_path, file_hash, load_checkpoint, write_json
+from edgeseg import checks
+from edgeseg.io import atomic_path, file_hash, load_checkpoint, remove_partials, write_json
 from deploy.vocabulary import (
     DEFAULT_MIN_SLOTS,
     calibration_vocabularies,
@@ -56,9 +57,14 @@ def _split(value: str, valid: Sequence[str], what: str) -> list[str]:
 
 def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, precision: str, out_dir: Path,
                calibration: list[tuple[np.ndarray, ...]], verify: list[tuple[np.ndarray, ...]] | None,
-               enforce: bool = True) -> dict:
+               enforce: bool = True, text_encoder: dict | None = None, images: dict | None = None,
+               progress: bool = False) -> dict:
     """Export, verify and atomically publish one artifact folder; returns its parity report.
 
+    The whole folder (model, card, embeddings, `text_encoder` when given — {"context": the checkpoint's
+    learned context or None} — and parity.json) is built beside the old one and swapped in only when complete
+    and verified: an interrupt or a failure at any point leaves a previous export there byte-identical.
+    `images` ({"calibration": [...], "verification": [...]}, name + pixel digest each) goes into parity.json.
     With `enforce` (the CLI's behaviour) a parity failure publishes nothing and raises CheckFailed;
     without it (benchmarks) the artifact is kept and the report says it did not pass."""
     module = get_target(target)
@@ -108,7 +114,12 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
             np.save(tmp / "text_embeddings.npy", example[1].numpy()[: len(card["classes"])])
         report = {"target": target, "artifact": str(final / artifact.name), "export_seconds": round(time.time() - started, 1),
                   "bytes": _size(artifact)}
+        if verify is not None:
+            _say(progress, f"  verifying {name} against torch ...")
         report.update(_verify(module, target, precision, artifact, graph, artifact_card, verify, simulation))
+        if images:
+            report["images"] = {role: list(records) for role, records in images.items()
+                                if role != "calibration" or precision == "int8"}
         write_json(tmp / "parity.json", report)
         if enforce and verify is not None and not report.get("passed", True):
             write_json(out_dir / f"{name}.parity-failed.json", report)
@@ -127,6 +138,11 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
             raise CheckFailed(f"{name}: {shown} is below "
                               f"{100 * report['threshold']:.1f}% ({where}; "
                               "use more/better --calib-data, another precision, or --no-verify)")
+        if text_encoder is not None:  # inside the new folder, so it is published with the model or not at all
+            report["text_encoder"] = _text_encoder(tmp, artifact_card, text_encoder.get("context"), target, precision,
+                                                   verify)
+            write_json(tmp / "parity.json", report)
+        _say(progress, f"  publishing {final}")
     return report
 
 
@@ -208,14 +224,14 @@ def _text_encoder(folder: Path, card: dict, context: dict | None, target: str, p
     from deploy.text_export import check_masks, export_text_encoder
 
     print(f"  text encoder {target} ...", file=sys.stderr, flush=True)
-    artifact_card = json.loads((folder / "card.json").read_text())
+    artifact_card = card
     report = export_text_encoder(artifact_card, context, target, precision, folder / "text_encoder")
     if verify is not None and (target != "coreml" or platform.system() == "Darwin"):  # Core ML runs on macOS only
         report["mask_agreement_by_classes"] = check_masks(folder, artifact_card, context,
                                                           list({id(s[0]): s for s in verify}.values())[:8],
                                                           THRESHOLDS[precision])
         write_json(folder / "text_encoder" / "parity.json", report)
-    print(f"  {folder / 'text_encoder'}: min cosine {report['min_cosine']:.5f} over {report['names']} names"
+    print(f"  text encoder: min cosine {report['min_cosine']:.5f} over {report['names']} names"
           f"{'; masks ' + str(report['mask_agreement_by_classes']) if 'mask_agreement_by_classes' in report else ''}",
           file=sys.stderr)
     return report
@@ -276,12 +292,19 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         raise UserError("--uint8-input applies to OpenVINO artifacts only (PrePostProcessor): use --target openvino")
     if output not in OUTPUTS:
         raise UserError(f"--output {output}: choose one of {', '.join(OUTPUTS)}")
+    calib_size = checks.integer(calib_size, "--calib-size", 1, 100_000)
+    verify_images = checks.integer(verify_images, "--verify-images", 1, 100_000)
+    if img_size is not None:
+        img_size = checks.integer(img_size, "--img-size", 32, 4096)
+    if max_classes is not None:
+        max_classes = checks.integer(max_classes, "--max-classes", 1, checks.MAX_SLOTS,
+                                     "every slot is a score map per pixel, and export embeds and verifies K_max names")
     if "int8" in precisions and not calib_data:
         raise UserError("int8 needs --calib-data: a folder of images like those the model will see "
                         "(or 'synthetic' for the embedded data)")
     model, card = load_model(str(checkpoint))
     context = load_checkpoint(str(checkpoint)).get("context") if open_vocab else None
-    if img_size:
+    if img_size is not None:
         if img_size % 32:
             raise UserError(f"--img-size {img_size} must be a multiple of 32")
         card["img_size"] = img_size
@@ -312,7 +335,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
     else:
         graph, full = model.eval(), ()
     example = (torch.zeros(1, 3, size, size), *(torch.from_numpy(a) for a in full))
-    calibration, calibration_ids = [], []
+    calibration, calibration_ids, verify_ids = [], [], []
     if "int8" in precisions:
         images, calibration_ids = load_inputs_with_ids(calib_data, card, calib_size, "train")
         vocabularies_seen = calibration_vocabularies(trained, card["max_classes"], len(images), others) \
@@ -324,15 +347,15 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         check_disjoint(calibration_ids, verify_ids)
         samples = [(x, *vocabulary) for x in images for vocabulary in vocabularies]  # every K on every image
     out_dir = Path(out)
+    remove_partials(out_dir)  # temp folders of an export that was killed (SIGKILL, power loss)
+    images = {"calibration": calibration_ids, "verification": verify_ids}
     reports = []
     for one_target in targets:
         for one_precision in precisions:
             _say(progress, f"exporting {one_target} {one_precision} ...")
             report = export_one(graph, example, card, one_target, one_precision, out_dir, calibration, samples,
-                                enforce=enforce)
-            if text_encoder:
-                report["text_encoder"] = _text_encoder(Path(report["artifact"]).parent, card, context, one_target,
-                                                       one_precision, samples)
+                                enforce=enforce, text_encoder={"context": context} if text_encoder else None,
+                                images=images, progress=progress)
             reports.append(report)
             measured = report if "pixel_agreement" in report else report.get("simulated", {})
             check = (f"agreement {100 * measured['pixel_agreement']:.2f}%" + (
@@ -367,7 +390,8 @@ def _say(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-@cli_main
+@cli_main(interrupted="interrupted; nothing half-made was published: each artifact folder under --out holds its "
+                       "previous export, or the new one where that export had completed")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.export", description=__doc__.splitlines()[0],
                                      epilog="\n".join(__doc__.splitlines()[2:]),

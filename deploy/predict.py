@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from deploy.runtime import _load_embeddings
+from deploy.runtime import load_embeddings
+from edgeseg import checks
 from edgeseg.api import load
 from edgeseg.errors import UserError, cli_main
 from edgeseg.predict import parse_class_names, write_predictions
@@ -27,14 +28,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--text-embeddings", default=None,
                         help="open-vocab artifacts: [K, D] .npy from python -m edgeseg.text, for the --classes names")
     args = parser.parse_args(argv)
-    model = load(args.model, threads=args.threads)  # a thin wrapper over the Python API
+    model = load(args.model, threads=checks.threads(args.threads, "--threads"))  # a thin wrapper over the Python API
     if model.kind != "artifact":
         raise UserError(f"{args.model} is a checkpoint: use python -m edgeseg.predict --checkpoint ...")
     if args.text_embeddings and not args.classes:
         raise UserError("--text-embeddings needs --classes: the names of its rows, in order")
     if args.classes:
         names = parse_class_names(args.classes)
-        model.set_classes(names, _load_embeddings(args.text_embeddings) if args.text_embeddings else None)
+        model.set_classes(names, load_embeddings(args.text_embeddings) if args.text_embeddings else None)
     write_predictions(model, args.source, args.out)
     return 0
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from deploy.targets import get_target, target_for_artifact
+from deploy.targets import SUFFIXES, get_target, target_for_artifact
 from deploy.tokenizer import ClipBPETokenizer, WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
-from edgeseg.card import check_card, vocabulary_palette
+from edgeseg import checks
+from edgeseg.card import check_card, json_preview, read_card_file, vocabulary_palette
 from edgeseg.errors import UserError
 from edgeseg.preprocess import logits_to_mask, mask_grid, preprocess, resize_mask, to_frame, unit_input
 
@@ -45,6 +46,10 @@ class Predictor:
         if not self.open_vocab:
             raise UserError(f"{self.target} artifact has its {len(self.classes)} classes baked in; "
                             "export with --open-vocab to change the vocabulary")
+        classes = checks.class_names(classes, "set_embeddings", self.max_classes)
+        if not isinstance(embeddings, np.ndarray) or embeddings.ndim != 2:
+            raise UserError(f"set_embeddings: embeddings must be a 2-D array [K, {self.card['text_dim']}], not "
+                            f"{getattr(embeddings, 'shape', type(embeddings).__name__)}")
         if len(classes) != len(embeddings):
             raise UserError(f"{len(classes)} class names for {len(embeddings)} embeddings")
         if "max_classes" in self.card:  # padded artifact: K_max slots + validity mask
@@ -61,14 +66,11 @@ class Predictor:
         if not self.open_vocab:
             raise UserError(f"{self.target} artifact has its {len(self.classes)} classes baked in; "
                             "export with --open-vocab --text-encoder to change the vocabulary")
-        check_class_names(names)
-        if len(names) > self.max_classes:
-            raise UserError(f"{len(names)} classes given but this artifact holds at most {self.max_classes} "
-                            "(re-export with a larger --max-classes)")
+        names = checks.class_names(names, "set_classes", self.max_classes,
+                                   same=self.text_encoder.same_text if self.text_encoder else None)
         if self.text_encoder is None:
             raise UserError("this artifact has no text encoder beside it (export with --text-encoder), or embed the "
                             "names with python -m edgeseg.text and call set_embeddings")
-        names = [n.strip() for n in names]
         self.set_embeddings(self.text_encoder.embed(names), names)
 
     @property
@@ -79,6 +81,7 @@ class Predictor:
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Model input [1, 3, S, S] float32 -> logits [K, h, w] (K = the current vocabulary's size), probs
         [K, S, S], or for a mask artifact the class indices [S, S]."""
+        inputs = checks.model_input(inputs, self.card["img_size"])
         kind = self.card.get("input")
         if kind == "uint8":  # the artifact preprocesses: give it the frame the input came from
             return self._frame(to_frame(inputs, self.card))
@@ -97,22 +100,59 @@ class Predictor:
             return result
         return result[: len(self.card["classes"])] if self.open_vocab else result
 
-    def predict_logits(self, image: np.ndarray) -> np.ndarray:
-        """uint8 RGB [H, W, 3] -> logits [K, h, w] at the model's output stride (probs [K, S, S] for a probs
+    def predict_logits(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """uint8 RGB [H, W, 3] (or an image path) -> logits [K, h, w] at the model's output stride (probs [K, S, S] for a probs
         artifact)."""
         if self.output == "mask":
             raise UserError("this artifact returns class masks (exported with --output mask); export with "
                             "--output logits or probs for scores")
+        image = checks.image(image)
         if self.card.get("input") == "uint8":
             return self._frame(image)
         return self.run(preprocess(image, self.card))
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """uint8 RGB [H, W, 3] -> class-index mask [H, W]."""
+    def predict(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """uint8 RGB [H, W, 3] (or an image path) -> class-index mask [H, W]."""
+        image = checks.image(image)
         if self.output == "mask":  # the graph upsampled and took the argmax at S x S; nearest to the image size
             raw = self._frame(image) if self.card.get("input") == "uint8" else self.run(preprocess(image, self.card))
             return resize_mask(raw, image.shape[0], image.shape[1])
         return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1], mask_grid(self.card))
+
+
+# What a text card must hold (deploy.text_export writes it): field -> (check, what it must be).
+TEXT_CARD_FIELDS: dict[str, tuple[Any, str]] = {
+    "target": (lambda v: v in SUFFIXES.values(), f"one of {', '.join(SUFFIXES.values())}"),
+    "text_encoder": (lambda v: isinstance(v, str) and bool(v), "a text encoder id"),
+    "text_dim": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+    "tokenizer": (lambda v: v in ("bert-wordpiece", "clip-bpe"), "bert-wordpiece or clip-bpe"),
+    "vocab": (lambda v: isinstance(v, str) and Path(v).name == v and bool(v), "a file name in the folder"),
+    "max_length": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 4096, "an integer >= 4"),
+    "context_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "batch": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+    "templates": (lambda v: isinstance(v, list) and all(isinstance(t, str) and t.count("{}") == 1 for t in v),
+                  "a list of prompt templates, each with one {}"),
+}
+
+
+def check_text_card(card: Any, source: Path) -> dict:
+    """A text encoder's card, checked field by field: one UserError naming the file and the field."""
+    if not isinstance(card, dict) or card.get("format") != "edgeseg-text-encoder/1":
+        raise UserError(f"{source} is not an edgeseg text encoder card (format "
+                        f"{card.get('format') if isinstance(card, dict) else type(card).__name__!r})")
+    fields = dict(TEXT_CARD_FIELDS)
+    if card.get("tokenizer") == "clip-bpe":
+        fields["merges"] = fields["vocab"]
+    else:
+        fields["lowercase"] = (lambda v: isinstance(v, bool), "true or false")
+    for field, (ok, expected) in fields.items():
+        if field not in card:
+            raise UserError(f"{source}: text card field '{field}' is missing; export the text encoder again")
+        if not ok(card[field]):
+            raise UserError(f"{source}: text card field '{field}' is {json_preview(card[field])}; expected {expected}")
+    if not card["templates"] and card["context_tokens"] == 0 and "{}" not in str(card.get("context_template", "{}")):
+        raise UserError(f"{source}: text card has no prompt templates and no context template")
+    return card
 
 
 class TextEncoder:
@@ -125,32 +165,35 @@ class TextEncoder:
         card_file = folder / "text_card.json"
         if not card_file.is_file():
             raise UserError(f"{folder} holds no text encoder (text_card.json missing); export with --text-encoder")
-        try:
-            self.card = json.loads(card_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{card_file} is not readable JSON: {exc}") from exc
-        module = get_target(self.card["target"])
-        artifact = folder / f"model{module.SUFFIX}"
-        try:
-            self.backend = backend or module.load(artifact, threads)
-        except Exception as exc:  # a truncated or foreign file: the runtime's own error, in one line
-            raise UserError(f"text encoder {artifact} cannot be loaded ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); export it again") from exc
+        self.card = check_text_card(_read_json(card_file), card_file)
+        _check_digests(folder, self.card.get("files") or {})
+        artifact = folder / f"model{get_target(self.card['target']).SUFFIX}"
+        self.backend = backend or load_backend(artifact, self.card["target"], threads, "text encoder")
         self.version = self.backend.version
-        if self.card.get("tokenizer") == "clip-bpe":
-            self.tokenizer = ClipBPETokenizer(folder / self.card["vocab"], folder / self.card["merges"],
-                                              self.card["max_length"])
-        else:
-            self.tokenizer = WordPieceTokenizer(folder / self.card["vocab"], self.card["lowercase"],
-                                                self.card["max_length"])
+        try:
+            if self.card["tokenizer"] == "clip-bpe":
+                self.tokenizer = ClipBPETokenizer(folder / self.card["vocab"], folder / self.card["merges"],
+                                                  self.card["max_length"])
+            else:
+                self.tokenizer = WordPieceTokenizer(folder / self.card["vocab"], self.card["lowercase"],
+                                                    self.card["max_length"])
+        except UserError:
+            raise
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise UserError(f"tokenizer files in {folder} are damaged ({type(exc).__name__}: "
+                            f"{str(exc)[:100]}); export the text encoder again") from exc
 
     def prompts(self, name: str) -> list[str]:
         return [template.format(name) for template in self.card["templates"]] or \
             [self.card.get("context_template", "{}").format(name)]
 
+    def same_text(self, name: str) -> tuple[int, ...]:
+        """What the model sees of a name: its token ids (an uncased tokenizer gives 'Sky' and 'sky' the same)."""
+        return tuple(self.tokenizer.tokens(name))
+
     def embed(self, names: list[str]) -> np.ndarray:
         """[K, D] float32 L2-normalised class embeddings, as edgeseg.text / the learned context gives them."""
-        check_class_names(names)
+        names = checks.class_names(names, "embed", same=self.same_text)
         rows = []
         for name in names:
             prompts = self.prompts(name)
@@ -168,47 +211,85 @@ class TextEncoder:
         return np.stack(rows).astype(np.float32)
 
 
-def check_class_names(names: list[str]) -> None:
-    """A vocabulary a user typed: non-empty names, no duplicates."""
-    if not isinstance(names, (list, tuple)) or not names:
-        raise UserError("give at least one class name")
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise UserError("class names must be non-empty strings")
-    stripped = [n.strip() for n in names]
-    if len(set(stripped)) != len(stripped):
-        raise UserError(f"class name '{next(n for n in stripped if stripped.count(n) > 1)}' is given twice")
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise UserError(f"{path} is not readable JSON ({str(exc)[:120]}); export the artifact again") from exc
+
+
+def _check_digests(folder: Path, files: dict) -> None:
+    """Files the exporter recorded by sha256 (tokenizer assets): a changed or truncated one is refused."""
+    from edgeseg.io import file_hash
+
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"{path} is missing (the text encoder folder is incomplete); export it again")
+        if file_hash(path, len(digest)) != digest:
+            raise UserError(f"{path} differs from the file the exporter wrote (sha256 mismatch: damaged or "
+                            "replaced); export the text encoder again")
+
+
+def load_backend(artifact: Path, target: str, threads: int | None, what: str = "model") -> Any:
+    """The target's runtime on an artifact file; a missing, truncated or foreign file is one UserError."""
+    if not artifact.exists():
+        raise UserError(f"{what} {artifact} is missing; export it again")
+    module = get_target(target)
+    try:
+        return module.load(artifact, threads)
+    except UserError:
+        raise
+    except ImportError as exc:
+        from deploy.targets import missing_package
+
+        raise missing_package(target, exc) from exc
+    except Exception as exc:  # a truncated or foreign file: the runtime's own error, in one line
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise UserError(f"{what} {artifact} cannot be loaded by its runtime ({type(exc).__name__}: {first}); "
+                        "the file is damaged or not an edgeseg export: export it again") from exc
 
 
 def read_card(path: Path, backend: Any) -> dict:
-    """The card embedded in the artifact, else card.json beside it."""
+    """The card embedded in the artifact, else card.json beside it; both checked field by field (an app reads
+    the card.json it ships with, so a damaged one is refused even where the model embeds its own)."""
+    sidecar = path.parent / "card.json"
+    beside = read_card_file(sidecar) if sidecar.is_file() else None
     card = getattr(backend, "card", None)
     if card is None:
-        sidecar = path.parent / "card.json"
-        if not sidecar.is_file():
+        if beside is None:
             raise UserError(f"{path} carries no edgeseg model card and there is no card.json beside it")
-        card = json.loads(sidecar.read_text())
-    return check_card(card, str(path))
+        return beside
+    return check_card(card, f"{path} (its embedded model card)")
+
+
+def find_artifact(path: Path) -> Path:
+    """An artifact file (.onnx, .xml, .tflite, .mlpackage), or the one such file in an export folder."""
+    if path.is_dir() and path.suffix != ".mlpackage":
+        found = [p for p in path.iterdir() if p.suffix in SUFFIXES]
+        if len(found) != 1:
+            raise UserError(f"{path}: expected one artifact ({'/'.join(SUFFIXES)}) in the folder, found "
+                            f"{len(found)}")
+        path = found[0]
+    if not path.exists():
+        raise UserError(f"artifact {path} not found")
+    return path
 
 
 def load(path: str | Path, threads: int | None = None, text_embeddings: str | np.ndarray | None = None,
          classes: list[str] | None = None) -> Predictor:
-    """Load an artifact (.onnx, .xml, .tflite, .mlpackage, or an export folder holding one)."""
-    path = Path(path)
-    if path.is_dir() and path.suffix != ".mlpackage":
-        found = [p for p in path.iterdir() if p.suffix in (".onnx", ".xml", ".tflite", ".mlpackage")]
-        if len(found) != 1:
-            raise UserError(f"{path}: expected one artifact (.onnx/.xml/.tflite/.mlpackage) in the folder")
-        path = found[0]
-    if not path.exists():
-        raise UserError(f"artifact {path} not found")
+    """Load an artifact (.onnx, .xml, .tflite, .mlpackage, or an export folder holding one). Everything read
+    from the folder is checked (model card, model file, embeddings, text encoder card, tokenizer files): a
+    damaged or foreign file gives one UserError naming it."""
+    threads = checks.threads(threads)
+    path = find_artifact(Path(path))
     target = target_for_artifact(str(path))
-    backend = get_target(target).load(path, threads)
+    backend = load_backend(path, target, threads)
     card = dict(read_card(path, backend))
     if isinstance(text_embeddings, (str, Path)):
-        text_embeddings = _load_embeddings(Path(text_embeddings))
+        text_embeddings = load_embeddings(Path(text_embeddings), int(card["text_dim"]))
     if text_embeddings is None and card.get("open_vocab") and (path.parent / "text_embeddings.npy").is_file():
-        text_embeddings = _load_embeddings(path.parent / "text_embeddings.npy")
+        text_embeddings = load_embeddings(path.parent / "text_embeddings.npy", int(card["text_dim"]))
     predictor = Predictor(backend, card, target, text_embeddings if card.get("open_vocab") else None)
     if card.get("open_vocab") and (path.parent / "text_encoder").is_dir():
         predictor.text_encoder = TextEncoder(path.parent / "text_encoder", threads)
@@ -223,10 +304,17 @@ def load(path: str | Path, threads: int | None = None, text_embeddings: str | np
     return predictor
 
 
-
-def _load_embeddings(path: str | Path) -> np.ndarray:
+def load_embeddings(path: str | Path, text_dim: int | None = None) -> np.ndarray:
+    """A [K, D] float .npy (never unpickled); shape and values checked."""
     path = Path(path)
     try:
-        return np.load(path, allow_pickle=False).astype(np.float32)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read text embeddings {path}: {exc}") from exc
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"cannot read text embeddings {path}: {str(exc)[:120]}") from exc
+    if not isinstance(array, np.ndarray) or array.ndim != 2 or not np.issubdtype(array.dtype, np.floating) \
+            or (text_dim is not None and array.shape[1] != text_dim) or not len(array):
+        shown = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
+        raise UserError(f"text embeddings {path} are {shown}; expected float [K, {text_dim or 'D'}]")
+    if not np.isfinite(array).all():
+        raise UserError(f"text embeddings {path} contain NaN or infinity")
+    return array.astype(np.float32)

@@ -21,7 +21,7 @@ from torch import nn
 from deploy.targets import get_target, missing_package
 from deploy.vocabulary import EXTRA_NAMES, vocabulary_names
 from edgeseg.errors import UserError
-from edgeseg.io import atomic_path, write_json
+from edgeseg.io import atomic_path, file_hash, write_json
 
 MAX_LENGTH = 32  # tokens per prompt, [CLS] and [SEP] included
 THRESHOLDS = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}  # minimum cosine to torch's embedding of a name
@@ -232,6 +232,10 @@ def export_text_encoder(card: dict, context: dict | None, target: str, precision
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise UserError(f"text encoder {target} {spec['precision']} conversion failed: {first}") from exc
         write_assets(tmp)
+        # the tokenizer files by digest: deploy.runtime refuses a damaged or swapped one (a truncated vocab.txt
+        # would still parse and silently give other tokens)
+        spec["files"] = {p.name: file_hash(p, 16) for p in sorted(tmp.iterdir())
+                         if p.is_file() and p.name in (spec["vocab"], spec.get("merges"), spec.get("tokenizer_json"))}
         write_json(tmp / "text_card.json", spec)
         from deploy.runtime import TextEncoder
 

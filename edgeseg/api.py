@@ -15,6 +15,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from edgeseg import checks
 from edgeseg.errors import UserError
 
 Image = Union[str, Path, np.ndarray]
@@ -45,11 +46,12 @@ class Model:
         learned context tokens, if trained with them); an open-vocabulary artifact with its exported text
         encoder, on the device. `embeddings` [K, D] (e.g. from python -m edgeseg.text) skips the encoder.
         Raises UserError for empty, duplicate or too many names, or embeddings of the wrong shape."""
-        names = [str(n).strip() for n in names]
-        if not names or not all(names):
-            raise UserError("set_classes: give at least one non-empty class name")
-        if len(set(names)) != len(names):
-            raise UserError(f"set_classes: '{next(n for n in names if names.count(n) > 1)}' is listed twice")
+        if self.kind == "artifact":  # the runtime checks the names against its tokenizer and its K_max
+            names = checks.class_names(names, "set_classes")
+        else:
+            from edgeseg.text import name_checker
+
+            names = checks.class_names(names, "set_classes", same=name_checker(self.card).same_text)
         if self.kind == "artifact":
             if embeddings is None:
                 self._runner.set_classes(names)
@@ -139,22 +141,9 @@ class Model:
 
 
 def as_image(image: Image) -> np.ndarray:
-    """A path or an array -> uint8 RGB [H, W, 3]; a clear UserError for anything else."""
-    if isinstance(image, (str, Path)):
-        from edgeseg.io import read_image
-
-        return read_image(image)
-    if not isinstance(image, np.ndarray):
-        raise UserError(f"predict takes an image path or a numpy uint8 RGB array [H, W, 3], not {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise UserError(f"image array has shape {image.shape}; expected [H, W, 3] RGB "
-                        "(convert grayscale/RGBA first, e.g. PIL's .convert('RGB'))")
-    if image.dtype != np.uint8:
-        raise UserError(f"image array has dtype {image.dtype}; expected uint8 in 0..255 "
-                        "(for floats in 0..1: (image * 255).round().astype(np.uint8))")
-    if min(image.shape[:2]) < 1:
-        raise UserError(f"image array is empty: shape {image.shape}")
-    return image
+    """A path or an array -> uint8 RGB [H, W, 3]; a clear UserError for anything else (edgeseg.checks.image,
+    the check the torch-free runtime's Predictor applies too)."""
+    return checks.image(image)
 
 
 def load(path: str | Path, device: str | None = None, threads: int | None = None) -> Model:
@@ -165,8 +154,8 @@ def load(path: str | Path, device: str | None = None, threads: int | None = None
     if not path.exists():
         raise UserError(f"{path} not found: give a checkpoint (.pt from edgeseg.train) or an exported artifact "
                         "(.onnx/.xml/.tflite/.mlpackage or its folder)")
-    is_artifact = path.suffix in ARTIFACT_SUFFIXES or (path.is_dir() and any(
-        p.suffix in ARTIFACT_SUFFIXES for p in path.iterdir()))
+    is_artifact = path.suffix in ARTIFACT_SUFFIXES or (path.is_dir() and (path / "card.json").is_file()) or (
+        path.is_dir() and any(p.suffix in ARTIFACT_SUFFIXES for p in path.iterdir()))
     if is_artifact:
         from deploy.runtime import load as load_artifact
 

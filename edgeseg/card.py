@@ -6,7 +6,7 @@ artifact, so that training, evaluation, export verification and runtimes cannot 
 from __future__ import annotations
 
 import colorsys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 
 from edgeseg.errors import UserError
@@ -66,12 +66,98 @@ def make_card(*, classes: list[str], backbone: str, head: str, head_config: dict
     }
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(isinstance(n, str) and n.strip() for n in v)
+
+
+def _colours(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(c, list) and len(c) == 3 and all(_is_int(x) and 0 <= x <= 255
+                                                                                   for x in c) for c in v)
+
+
+def _three(positive: bool) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and len(v) == 3 and all(_is_number(x) and (x > 0 or not positive) for x in v)
+
+
+# Each field a runtime or a rebuild reads: (check, what it must be). Required unless listed in OPTIONAL.
+FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "classes": (_names, "a non-empty list of class-name strings"),
+    "palette": (_colours, "a list of [r, g, b] colours (0..255)"),
+    "backbone": (lambda v: isinstance(v, str) and bool(v), "a backbone name"),
+    "head": (lambda v: isinstance(v, str) and bool(v), "a head name"),
+    "head_config": (lambda v: isinstance(v, dict), "a mapping"),
+    "img_size": (lambda v: _is_int(v) and 0 < v <= 8192, "a positive integer"),
+    "mean": (_three(False), "3 numbers"),
+    "std": (_three(True), "3 positive numbers"),
+    "text_encoder": (lambda v: isinstance(v, str) and bool(v), "a text encoder id"),
+    "text_dim": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "output_stride": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    # set by deploy.export on an artifact's card
+    "open_vocab": (lambda v: isinstance(v, bool), "true or false"),
+    "max_classes": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer"),
+    "output": (lambda v: v in ("logits", "probs", "mask"), "logits, probs or mask"),
+    "input": (lambda v: v in ("float", "uint8", "unit"), "float, uint8 or unit"),
+    "layout": (lambda v: v in ("nchw", "nhwc"), "nchw or nhwc"),
+}
+OPTIONAL = ("palette", "head_config", "text_encoder", "output_stride", "open_vocab", "max_classes", "output", "input",
+            "layout")
+
+
 def check_card(card: Any, source: str) -> dict[str, Any]:
-    """Validate a card read from a file; a clear error if it is not ours."""
-    needed = ("classes", "backbone", "head", "img_size", "mean", "std", "text_dim")
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT or any(k not in card for k in needed):
-        raise UserError(f"{source} has no valid edgeseg model card")
+    """Validate a card read from a file: one UserError naming the file and the first field that is missing or
+    of the wrong kind, so a damaged or foreign card never surfaces as a KeyError or TypeError later."""
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        raise UserError(f"{source} has no valid edgeseg model card (format {found!r}; expected {CARD_FORMAT!r})")
+    for field, (ok, expected) in FIELDS.items():
+        if field not in card:
+            if field in OPTIONAL:
+                continue
+            raise UserError(f"{source}: model card field '{field}' is missing")
+        if not ok(card[field]):
+            raise UserError(f"{source}: model card field '{field}' is {json_preview(card[field])}; expected {expected}")
+    if "palette" in card and len(card["palette"]) < len(card["classes"]):
+        raise UserError(f"{source}: model card field 'palette' has {len(card['palette'])} colours for "
+                        f"{len(card['classes'])} classes")
+    if card.get("open_vocab") and card.get("max_classes") is not None and card["max_classes"] < len(card["classes"]):
+        raise UserError(f"{source}: model card field 'max_classes' ({card['max_classes']}) is below its "
+                        f"{len(card['classes'])} classes")
     return card
+
+
+def json_preview(value: Any, limit: int = 40) -> str:
+    """A short form of a JSON value for an error message."""
+    import json
+
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_card_file(path: Any) -> dict[str, Any]:
+    """A card.json (or any card-carrying JSON file): read, parsed and checked, each failure one UserError."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UserError(f"{path} not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} cannot be read ({exc})") from exc
+    try:
+        card = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})") from exc
+    return check_card(card, str(path))
 
 
 def build_model(card: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:

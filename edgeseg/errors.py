@@ -5,7 +5,7 @@ import functools
 import os
 import sys
 import traceback
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 
 class UserError(Exception):
@@ -28,11 +28,18 @@ class CheckFailed(UserError):
     exit_code = 1
 
 
-def cli_main(run: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
-    """Wrap a CLI entry point: UserError -> `error: ...` + exit 2; Ctrl-C -> exit 130.
+INTERRUPTED = "interrupted; completed checkpoints/files are intact (use --resume)"
 
-    `--debug` anywhere on the command line (or EDGESEG_DEBUG=1) shows tracebacks.
+
+def cli_main(run: Callable[[Sequence[str] | None], int | None] | None = None, *,
+             interrupted: str = INTERRUPTED) -> Any:
+    """Wrap a CLI entry point: UserError -> `error: ...` + exit 2; Ctrl-C -> `error: <interrupted>` + exit 130.
+
+    `--debug` anywhere on the command line (or EDGESEG_DEBUG=1) shows tracebacks. Use as `@cli_main`, or
+    `@cli_main(interrupted="what is true after Ctrl-C")` where the default message does not hold.
     """
+    if run is None:
+        return functools.partial(cli_main, interrupted=interrupted)
 
     @functools.wraps(run)
     def wrapper(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +54,7 @@ def cli_main(run: Callable[[Sequence[str] | None], int | None]) -> Callable[[Seq
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt:
-            print("error: interrupted; completed checkpoints/files are intact (use --resume)", file=sys.stderr)
+            print(f"error: {interrupted}", file=sys.stderr)
             return 130
         except MemoryError:
             print("error: out of memory; lower --batch-size or --img-size", file=sys.stderr)

@@ -22,10 +22,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds.
+    """Yield a temp path beside `path`; put it at `path` only if the block succeeds.
 
-    Works for files and directories (e.g. `.mlpackage`). On failure the temp is removed,
-    so a reader never sees a half-written artifact.
+    Works for files and directories (e.g. an artifact folder or `.mlpackage`). A directory replaces the old one
+    in one atomic exchange (`swap_in`), so `path` holds the whole old or the whole new at every moment: an
+    interrupt, a failure or SIGKILL at any point leaves the old one byte-identical. On failure the temp is
+    removed; after SIGKILL it stays as `.NAME.PID.*.partial` until `remove_partials` (its writer is dead).
     """
     path = Path(path)
     parent = path.parent
@@ -35,32 +37,81 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise UserError(f"cannot create output folder {parent}: {exc.strerror}; pass a writable --out") from exc
     if not os.access(parent, os.W_OK):
         raise UserError(f"output folder {parent} is not writable; pass a writable --out")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL + suffix, dir=parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=PARTIAL + suffix, dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
     try:
         yield tmp
         if tmp.is_dir() and path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            swap_in(tmp, path)  # the old directory is now at `tmp`, removed below
+        else:
+            os.replace(tmp, path)
     finally:
         _remove(tmp)
 
 
+def swap_in(new: Path, old: Path) -> None:
+    """Exchange two directories atomically (Linux renameat2 RENAME_EXCHANGE): `old`'s path then holds `new`'s
+    tree and `new`'s path the old tree. Where the kernel or libc lacks it, two renames with the old tree kept
+    as a `.partial` in between (a crash there leaves it beside the path, never deleted before the swap)."""
+    if _exchange(new, old):
+        return
+    parked = old.with_name(f".{old.name}.{os.getpid()}.old{PARTIAL}")
+    os.replace(old, parked)
+    os.replace(new, old)
+    os.replace(parked, new)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False  # e.g. EINVAL on a file system without exchange support: the fallback renames
+
+
 def remove_partials(folder: str | os.PathLike) -> int:
-    """Delete temp files left by a writer that was killed (SIGKILL, power loss); returns the count."""
+    """Delete temp files left by a writer that was killed (SIGKILL, power loss); returns the count. A temp
+    whose writer (the pid in its name) still runs is left alone: it may be another export's work in progress."""
     removed = 0
     for leftover in Path(folder).glob(f".*{PARTIAL}*") if Path(folder).is_dir() else []:
+        if _writer_alive(leftover.name):
+            continue
         _remove(leftover)
         removed += 1
     return removed
 
 
+def _writer_alive(name: str) -> bool:
+    for part in name.split("."):
+        if part.isdigit() and int(part) > 0:
+            if int(part) == os.getpid():
+                return False
+            try:
+                os.kill(int(part), 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+    return False
+
+
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
+    elif path.exists() or path.is_symlink():
         path.unlink(missing_ok=True)
 
 

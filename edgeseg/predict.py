@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from edgeseg import checks
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import list_images, read_image, write_json, write_png
 from edgeseg.preprocess import overlay
@@ -50,9 +51,7 @@ def parse_class_names(value: str) -> list[str]:
     names = [n for n in names if n]
     if not names:
         raise UserError("--classes: no class names given")
-    if len(set(names)) != len(names):
-        raise UserError(f"--classes: '{next(n for n in names if names.count(n) > 1)}' is listed twice")
-    return names
+    return checks.class_names(names, "--classes")
 
 
 def vocabulary(card: dict, names: list[str], context: dict | None,

