@@ -95,12 +95,12 @@ def class_names(names: Any, what: str = "set_classes", limit: int | None = None,
         raise UserError(f"{what}: give a list of class names, not {type(names).__name__}")
     names = list(names)
     if not names:
-        raise UserError(f"{what}: give at least one class name")
+        raise UserError(f"{what}: the list of class names is empty; give at least one class name")
     for index, name in enumerate(names):
         if not isinstance(name, str):
             raise UserError(f"{what}: class name #{index + 1} is {type(name).__name__} {name!r}; names are strings")
         if not name.strip():
-            raise UserError(f"{what}: class name #{index + 1} is empty")
+            raise UserError(f"{what}: class name #{index + 1} is empty; names must be non-empty strings")
         if len(name) > MAX_NAME_CHARS:
             raise UserError(f"{what}: class name #{index + 1} ('{name[:30]}...') has {len(name)} characters; "
                             f"at most {MAX_NAME_CHARS}")
@@ -114,7 +114,7 @@ def class_names(names: Any, what: str = "set_classes", limit: int | None = None,
         if key in seen:
             other = seen[key]
             if other == name:
-                raise UserError(f"{what}: '{name}' is listed twice")
+                raise UserError(f"{what}: '{name}' is given twice")
             raise UserError(f"{what}: '{other}' and '{name}' are the same words to this model's tokenizer, so they "
                             "get the same embedding and one could never win a pixel; keep one")
         seen[key] = name

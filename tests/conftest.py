@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,34 @@ def run_cli(*args: str, timeout: int = 600, cwd: Path | None = None) -> subproce
     env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=cwd or ROOT)
+
+
+def signal_after(args: list[str], marker: str, sig: int, delay: float = 0.0) -> tuple[int, str]:
+    """Run `python -m args...`, send `sig` once a stderr line starts with or contains `marker` (after `delay`
+    seconds more), and return (exit status, all of stderr). SIGINT is reset to its default in the child: a test
+    run started in the background (`cmd &`) inherits SIGINT as ignored, and Python then installs no
+    KeyboardInterrupt handler (as `nohup` wants)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
+    proc = subprocess.Popen([sys.executable, "-m", *args], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen = []
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            line = proc.stderr.readline().decode()
+            seen.append(line)
+            if not line or marker in line:
+                break
+        assert marker in seen[-1], "".join(seen)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, rest = proc.communicate(timeout=120)
+    finally:  # never leave a long run behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(seen) + rest.decode()
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,15 @@
 """User mistakes across the CLIs: each gives exit != 0, exactly one `error:` line, no traceback."""
 import errno
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from edgeseg.data.synthetic import CLASSES
 from edgeseg.io import write_text
-from tests.conftest import ROOT, run_cli, write_image
+from tests.conftest import ROOT, run_cli, signal_after, write_image
 
 
 def assert_one_line_error(proc, needle: str) -> None:
@@ -114,33 +112,12 @@ def test_disk_full_during_save_leaves_previous_file(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
-    # The signal goes only once the loop runs (the "batch ..." start line is printed just before it), with far more
-    # iterations than can finish. SIGINT is reset to its default in the child: a test run started in the background
-    # (`cmd &`) inherits SIGINT as ignored, and Python then installs no KeyboardInterrupt handler (as `nohup` wants).
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg.train", "--backbone", "mobilenetv3-small", "--iters",
-                             "100000", "--val-interval", "100000", "--img-size", "64", "--batch-size", "2",
-                             "--pretrained", "none", "--out", str(tmp_path)],
-                            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        seen = []
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            line = proc.stderr.readline().decode()
-            seen.append(line)
-            if not line or line.startswith("batch "):
-                break
-        assert seen[-1].startswith("batch "), "".join(seen)
-        time.sleep(3)  # a few iterations in
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=120)
-    finally:  # never leave a 100000-iteration run behind
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = "".join(seen) + rest.decode()
-    assert proc.returncode == 130 and "Traceback" not in err
+    # The signal goes only once the loop runs (the "batch ..." start line is printed just before it) and a few
+    # iterations in, with far more iterations than can finish.
+    code, err = signal_after(["edgeseg.train", "--backbone", "mobilenetv3-small", "--iters", "100000",
+                              "--val-interval", "100000", "--img-size", "64", "--batch-size", "2", "--pretrained",
+                              "none", "--out", str(tmp_path)], "batch ", signal.SIGINT, delay=3)
+    assert code == 130 and "Traceback" not in err
     assert "continue with --resume" in err and (tmp_path / "last.pt").is_file()
 
 

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 import edgeseg
 from deploy import runtime
 from edgeseg.errors import UserError
-from tests.conftest import ROOT, run_cli, write_image
+from tests.conftest import ROOT, run_cli, signal_after, write_image
 from tests.test_bad_inputs import assert_one_line_error
 
 EXAMPLE = ROOT / "examples" / "scene0.jpg"
@@ -54,38 +53,20 @@ def test_interrupted_export_leaves_the_previous_artifact_byte_identical(open_art
     out = tmp_path / "export"
     shutil.copytree(open_artifact, out / open_artifact.name)
     before = tree_digest(out / open_artifact.name)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
     # a different artifact (16 slots, not 32) into the same folder, so a swap would show
-    command = [sys.executable, "-m", "deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--target", "onnx",
-               "--open-vocab", "--max-classes", "16", "--text-encoder", "--verify-images", "2", "--out", str(out)]
+    command = ["deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--target", "onnx", "--open-vocab",
+               "--max-classes", "16", "--text-encoder", "--verify-images", "2", "--out", str(out)]
     for sig, marker in INTERRUPTS:
-        proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        try:
-            seen = []
-            deadline = time.time() + 300
-            while time.time() < deadline:
-                line = proc.stderr.readline().decode()
-                seen.append(line)
-                if not line or marker in line:
-                    break
-            assert marker in seen[-1], "".join(seen)
-            proc.send_signal(sig)
-            _, rest = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        err = "".join(seen) + rest.decode()
+        code, err = signal_after(command, marker, sig)
         if sig == signal.SIGINT:
-            assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+            assert code == 130 and "Traceback" not in err, err[-2000:]
             assert "nothing half-made was published" in err
         assert tree_digest(out / open_artifact.name) == before, f"{sig.name} after '{marker}' changed the artifact"
         predictor = runtime.load(out / open_artifact.name)
         predictor.set_classes(["sky", "grass"])  # the text encoder is there and works
         assert predictor.max_classes == 32 and predictor.predict(EXAMPLE).max() <= 1
     # an export that completes replaces it whole, and clears the temp folders the killed ones left
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = run_cli(*command)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert runtime.load(out / open_artifact.name).max_classes == 16
     assert sorted(p.name for p in out.iterdir()) == [open_artifact.name]
