@@ -28,6 +28,7 @@ from benchmarks.machine import cpu_info, peak_gflops
 from benchmarks.peers import PEERS
 from deploy.calibration import load_inputs
 from deploy.export import export_one
+from deploy import rewrites
 from deploy.targets import TARGETS, get_target
 from edgeseg import checks
 from edgeseg.card import load_model
@@ -54,6 +55,8 @@ def export_key(card: dict, target: str, precision: str, calibration: list) -> st
     made_from = {"card": {k: v for k, v in card.items() if k != "export_key"}, "target": target, "precision": precision}
     if settings:  # only where a target has them, so the other targets' keys (and reusable folders) stay as they were
         made_from["settings"] = settings
+    if card.get("output") == "mask" and (names := rewrites.requested(card, target, precision)):
+        made_from["rewrites"] = names  # deploy.rewrites: a graph rewritten for this target is another artifact
     digest = hashlib.sha256(json.dumps(made_from, sort_keys=True, default=list).encode())
     for sample in calibration:
         for array in sample:

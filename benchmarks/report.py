@@ -265,6 +265,13 @@ STEPS: dict[str, Step] = {
         checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt",
                                     **{k: v for k, v in _peer_ckpts(out).items() if k == "lraspp"}},
         cost="10 min"),
+    "rewrites": Step(
+        "rewrites", "Exact export rewrites, measured per runtime", "benchmarks.rewrites",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--sizes", "128,512", "--threads", "2", "--rounds", "5",
+                        "--runs", "100", "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--sizes", "64", "--threads", "1",
+                        "--rounds", "1", "--runs", "2", "--warmup", "1", "--verify-images", "2", "--out", str(d)],
+        table=_read("rewrites.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="6 min"),
     "peers": Step(
         "peers", "Our family and the peers trained at equal budget (the demo's recipe)", "benchmarks.peers",
         full=lambda d: ["--models", PARETO_FAMILY, "--iters", "1200", "--out", str(d)],
@@ -298,9 +305,9 @@ STEPS: dict[str, Step] = {
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
 # GPU-sized: --steps all).
 DEFAULT_STEPS = ["demo", "parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "heads",
-                 "distillation", "train-speed", "ablation", "onnx-int8", "peers", "tflite-int8", "pareto"]
+                 "distillation", "train-speed", "ablation", "onnx-int8", "rewrites", "peers", "tflite-int8", "pareto"]
 NEEDS_DEMO = {"parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "onnx-int8",
-              "tflite-int8", "pareto"}
+              "rewrites", "tflite-int8", "pareto"}
 
 # `docs/NAME.md` copies the file's whole body; `docs/NAME.md#first` only its first paragraph (e.g. a summary table).
 BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+)(?:#(?P<part>first))? -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from deploy.calibration import check_disjoint, load_inputs_with_ids
+from deploy import rewrites
 from deploy.parity import THRESHOLDS, compare, torch_reference
 from deploy.targets import TARGETS, get_target, missing_package
 from deploy.targets.onnx import DEFAULT_RECIPE as ONNX_DEFAULT, RECIPES as ONNX_RECIPES
@@ -80,8 +81,10 @@ def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, 
         from deploy.outputs import OutputGraph, mask_dtype
 
         dtype = mask_dtype(output_classes(card), target)
-        graph = OutputGraph(graph, output, card["img_size"], dtype).eval()
         card = dict(card, output_name=output, mask_dtype=dtype if output == "mask" else None)
+        rewritten, applied = rewrites.apply(graph, card, target, precision)  # deploy.rewrites: exact, measured
+        graph = rewritten or OutputGraph(graph, output, card["img_size"], dtype).eval()
+        card["rewrites_applied"] = applied
     int8_io = bool(card.get("int8_io")) and target == "tflite" and precision == "int8"
     w8a8 = bool(card.get("w8a8")) and target == "coreml" and precision == "int8"
     layout = "nhwc" if card.get("layout") == "nhwc" and target == "tflite" else "nchw"
@@ -258,7 +261,8 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
            verify_images: int = 16, verify_data: str | None = None, int8_io: bool = False, nhwc: bool = False,
            coreml_w8a8: bool = False, onnx_int8_recipe: str | None = None, tflite_int8_recipe: str | None = None,
            text_encoder: bool = False,
-           output: str = "logits", uint8_input: bool = False, mediapipe: bool = False, verify: bool = True,
+           output: str = "logits", uint8_input: bool = False, mediapipe: bool = False, rewrite: str | None = None,
+           verify: bool = True,
            enforce: bool = True, progress: bool = True) -> list[dict]:
     """Export a checkpoint to each target x precision under `out`, verified against torch; returns the
     parity reports (each with `artifact`, the model file). The Python form of `python -m deploy.export`:
@@ -313,7 +317,8 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
                 output=output,
                 input="uint8" if uint8_input else "unit" if mediapipe else "float", mediapipe=mediapipe,
                 resize="mediapipe" if mediapipe else "antialias",  # how the app resizes (edgeseg.preprocess.RESIZES)
-                layout="nhwc" if nhwc else "nchw", source_checkpoint=file_hash(checkpoint))
+                layout="nhwc" if nhwc else "nchw", source_checkpoint=file_hash(checkpoint),
+                rewrites=rewrites.choose(rewrite))
     size = card["img_size"]
     trained = model.text_embeddings.numpy().copy()
     vocabularies: list[tuple[np.ndarray, ...]] = [()]
@@ -441,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uint8-input", action="store_true",
                         help="OpenVINO: take uint8 RGB NHWC frames of any size; resize, layout and mean/std run in "
                              "the model (PrePostProcessor), labels in rt_info")
+    parser.add_argument("--rewrites", default="auto", metavar="auto|none|NAMES",
+                        help=f"exact graph rewrites ({', '.join(rewrites.REWRITES)}): auto (default) applies each on the "
+                             "targets where it measured faster (docs/rewrites.md); none exports the graph as trained")
     parser.add_argument("--no-verify", action="store_true", help="skip the artifact-vs-torch comparison")
     args = parser.parse_args(argv)
     rows = export(args.checkpoint, args.target, args.precision, args.out, calib_data=args.calib_data,
@@ -449,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   int8_io=args.int8_io, nhwc=args.nhwc, coreml_w8a8=args.coreml_w8a8,
                   onnx_int8_recipe=args.onnx_int8_recipe, tflite_int8_recipe=args.tflite_int8_recipe,
                   text_encoder=args.text_encoder, output=args.output,
-                  uint8_input=args.uint8_input, mediapipe=args.mediapipe,
+                  uint8_input=args.uint8_input, mediapipe=args.mediapipe, rewrite=args.rewrites,
                   verify=not args.no_verify)
     print(json.dumps([{k: r[k] for k in ("artifact", "bytes", "pixel_agreement") if k in r} for r in rows], indent=2))
     return 0

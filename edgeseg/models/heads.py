@@ -170,14 +170,23 @@ class FusionHead(nn.Module):
         self.score = CosineScore()
         self.multiview = MultiViewScore(fine, views, presence_gate) if views > 1 else None
 
-    def forward(self, features: list[torch.Tensor], text: torch.Tensor, valid: torch.Tensor | None = None) -> HeadOutput:
+    def fused(self, features: list[torch.Tensor], text: torch.Tensor,
+              valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused stride-16 map x and the scored class tokens [B, K, fine] (image-conditioned)."""
         f3 = self.reduce3(features[2])
         x = f3 + _resize_to(self.reduce4(features[3]), f3)
         tokens = self.text_proj(text).unsqueeze(0).expand(x.shape[0], -1, -1)
         x, tokens = self.fusion(x, tokens, valid)
-        tokens = self.token_out(self.prompts(tokens, x, valid))
+        return x, self.token_out(self.prompts(tokens, x, valid))
+
+    def decode(self, features: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+        """The decoder's maps, coarse to fine; the last one feeds `pixel_embed`."""
+        return self.decoder.pyramid(self.narrow(x), [features[i] for i in self.levels])
+
+    def forward(self, features: list[torch.Tensor], text: torch.Tensor, valid: torch.Tensor | None = None) -> HeadOutput:
+        x, tokens = self.fused(features, text, valid)
         aux = [self.score(self.aux_embed(x), tokens)]
-        maps = self.decoder.pyramid(self.narrow(x), [features[i] for i in self.levels])
+        maps = self.decode(features, x)
         if self.align_embed is not None and len(maps) > 1:  # ICPC multi-scale alignment: add stride 8 to stride 16
             aux.append(self.score(self.align_embed(maps[0]), tokens))
         pixels = self.pixel_embed(maps[-1])
