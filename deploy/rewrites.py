@@ -58,7 +58,7 @@ class FoldedMaskScore(nn.Module):
         weight = torch.matmul(unit, head.pixel_embed.weight.flatten(1))  # [B, K, D]
         bias = torch.matmul(unit, head.pixel_embed.bias.unsqueeze(-1))  # [B, K, 1]
         batch, channels, height, width = pixels.shape
-        if batch == 1:  # the export's static batch: 2-D matmuls (a 3-D one is several times slower on ONNX Runtime)
+        if batch == 1:  # the export's static batch: plain 2-D matmuls, no batch dimension in the graph
             scores = (torch.matmul(weight[0], pixels.reshape(channels, height * width)) + bias[0]).unsqueeze(0)
         else:
             scores = torch.matmul(weight, pixels.reshape(batch, channels, height * width)) + bias
