@@ -15,7 +15,7 @@ from deploy.targets import SUFFIXES, get_target, target_for_artifact
 from deploy.tokenizer import ClipBPETokenizer, WordPieceTokenizer
 from deploy.vocabulary import pad_vocabulary
 from edgeseg import checks
-from edgeseg.card import check_card, json_preview, read_card_file, vocabulary_palette
+from edgeseg.card import check_card, read_card_file, vocabulary_palette
 from edgeseg.errors import UserError
 from edgeseg.preprocess import logits_to_mask, mask_grid, preprocess, resize_mask, to_frame, unit_input
 
@@ -106,7 +106,10 @@ class Predictor:
         if self.output == "mask":
             raise UserError("this artifact returns class masks (exported with --output mask); export with "
                             "--output logits or probs for scores")
-        image = checks.image(image)
+        return self._logits(checks.image(image))
+
+    def _logits(self, image: np.ndarray) -> np.ndarray:
+        """A checked uint8 RGB image -> the graph's scores."""
         if self.card.get("input") == "uint8":
             return self._frame(image)
         return self.run(preprocess(image, self.card))
@@ -115,21 +118,20 @@ class Predictor:
         """uint8 RGB [H, W, 3] (or an image path) -> class-index mask [H, W]."""
         image = checks.image(image)
         if self.output == "mask":  # the graph upsampled and took the argmax at S x S; nearest to the image size
-            raw = self._frame(image) if self.card.get("input") == "uint8" else self.run(preprocess(image, self.card))
-            return resize_mask(raw, image.shape[0], image.shape[1])
-        return logits_to_mask(self.predict_logits(image), image.shape[0], image.shape[1], mask_grid(self.card))
+            return resize_mask(self._logits(image), image.shape[0], image.shape[1])
+        return logits_to_mask(self._logits(image), image.shape[0], image.shape[1], mask_grid(self.card))
 
 
 # What a text card must hold (deploy.text_export writes it): field -> (check, what it must be).
 TEXT_CARD_FIELDS: dict[str, tuple[Any, str]] = {
     "target": (lambda v: v in SUFFIXES.values(), f"one of {', '.join(SUFFIXES.values())}"),
     "text_encoder": (lambda v: isinstance(v, str) and bool(v), "a text encoder id"),
-    "text_dim": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+    "text_dim": (lambda v: checks.is_int(v) and v > 0, "a positive integer"),
     "tokenizer": (lambda v: v in ("bert-wordpiece", "clip-bpe"), "bert-wordpiece or clip-bpe"),
     "vocab": (lambda v: isinstance(v, str) and Path(v).name == v and bool(v), "a file name in the folder"),
-    "max_length": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 4096, "an integer >= 4"),
-    "context_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
-    "batch": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+    "max_length": (lambda v: checks.is_int(v) and 4 <= v <= 4096, "an integer >= 4"),
+    "context_tokens": (lambda v: checks.is_int(v) and v >= 0, "an integer >= 0"),
+    "batch": (lambda v: checks.is_int(v) and v > 0, "a positive integer"),
     "templates": (lambda v: isinstance(v, list) and all(isinstance(t, str) and t.count("{}") == 1 for t in v),
                   "a list of prompt templates, each with one {}"),
 }
@@ -145,11 +147,7 @@ def check_text_card(card: Any, source: Path) -> dict:
         fields["merges"] = fields["vocab"]
     else:
         fields["lowercase"] = (lambda v: isinstance(v, bool), "true or false")
-    for field, (ok, expected) in fields.items():
-        if field not in card:
-            raise UserError(f"{source}: text card field '{field}' is missing; export the text encoder again")
-        if not ok(card[field]):
-            raise UserError(f"{source}: text card field '{field}' is {json_preview(card[field])}; expected {expected}")
+    checks.fields(card, fields, str(source), "text card", missing_hint="export the text encoder again")
     if not card["templates"] and card["context_tokens"] == 0 and "{}" not in str(card.get("context_template", "{}")):
         raise UserError(f"{source}: text card has no prompt templates and no context template")
     return card

@@ -48,11 +48,6 @@ class Model:
         Raises UserError for empty, duplicate or too many names, or embeddings of the wrong shape."""
         if self.kind == "artifact":  # the runtime checks the names against its tokenizer and its K_max
             names = checks.class_names(names, "set_classes")
-        else:
-            from edgeseg.text import name_checker
-
-            names = checks.class_names(names, "set_classes", same=name_checker(self.card).same_text)
-        if self.kind == "artifact":
             if embeddings is None:
                 self._runner.set_classes(names)
             else:
@@ -60,7 +55,9 @@ class Model:
             self.card = self._runner.card
             return
         from edgeseg.predict import vocabulary
+        from edgeseg.text import name_checker
 
+        names = checks.class_names(names, "set_classes", same=name_checker(self.card).same_text)
         self.card, self._embeddings = vocabulary(self.card, names, self._context, embeddings)
 
     def predict(self, image: Image | Sequence[Image], output: str = "mask") -> np.ndarray | list[np.ndarray]:

@@ -9,6 +9,7 @@ import colorsys
 from typing import TYPE_CHECKING, Any, Callable
 
 
+from edgeseg.checks import fields, is_int
 from edgeseg.errors import UserError
 
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
@@ -66,10 +67,6 @@ def make_card(*, classes: list[str], backbone: str, head: str, head_config: dict
     }
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -79,7 +76,7 @@ def _names(v: Any) -> bool:
 
 
 def _colours(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(c, list) and len(c) == 3 and all(_is_int(x) and 0 <= x <= 255
+    return isinstance(v, list) and all(isinstance(c, list) and len(c) == 3 and all(is_int(x) and 0 <= x <= 255
                                                                                    for x in c) for c in v)
 
 
@@ -94,15 +91,15 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "backbone": (lambda v: isinstance(v, str) and bool(v), "a backbone name"),
     "head": (lambda v: isinstance(v, str) and bool(v), "a head name"),
     "head_config": (lambda v: isinstance(v, dict), "a mapping"),
-    "img_size": (lambda v: _is_int(v) and 0 < v <= 8192, "a positive integer"),
+    "img_size": (lambda v: is_int(v) and 0 < v <= 8192, "a positive integer"),
     "mean": (_three(False), "3 numbers"),
     "std": (_three(True), "3 positive numbers"),
     "text_encoder": (lambda v: isinstance(v, str) and bool(v), "a text encoder id"),
-    "text_dim": (lambda v: _is_int(v) and v > 0, "a positive integer"),
-    "output_stride": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "text_dim": (lambda v: is_int(v) and v > 0, "a positive integer"),
+    "output_stride": (lambda v: is_int(v) and v > 0, "a positive integer"),
     # set by deploy.export on an artifact's card
     "open_vocab": (lambda v: isinstance(v, bool), "true or false"),
-    "max_classes": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer"),
+    "max_classes": (lambda v: v is None or (is_int(v) and v > 0), "a positive integer"),
     "output": (lambda v: v in ("logits", "probs", "mask"), "logits, probs or mask"),
     "input": (lambda v: v in ("float", "uint8", "unit"), "float, uint8 or unit"),
     "layout": (lambda v: v in ("nchw", "nhwc"), "nchw or nhwc"),
@@ -117,13 +114,7 @@ def check_card(card: Any, source: str) -> dict[str, Any]:
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
         raise UserError(f"{source} has no valid edgeseg model card (format {found!r}; expected {CARD_FORMAT!r})")
-    for field, (ok, expected) in FIELDS.items():
-        if field not in card:
-            if field in OPTIONAL:
-                continue
-            raise UserError(f"{source}: model card field '{field}' is missing")
-        if not ok(card[field]):
-            raise UserError(f"{source}: model card field '{field}' is {json_preview(card[field])}; expected {expected}")
+    fields(card, FIELDS, source, "model card", OPTIONAL)
     if "palette" in card and len(card["palette"]) < len(card["classes"]):
         raise UserError(f"{source}: model card field 'palette' has {len(card['palette'])} colours for "
                         f"{len(card['classes'])} classes")

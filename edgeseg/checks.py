@@ -51,9 +51,29 @@ def model_input(value: Any, size: int) -> np.ndarray:
     return value.astype(np.float32, copy=False)
 
 
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (JSON true would pass isinstance(..., int))."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def fields(record: dict, table: dict[str, tuple[Callable[[Any], bool], str]], source: str, what: str,
+           optional: Sequence[str] = (), missing_hint: str = "") -> None:
+    """Each field of a JSON record (a card) against its (check, what it must be): one UserError naming `source`
+    and the first field missing (unless `optional`) or of the wrong kind."""
+    from edgeseg.card import json_preview
+
+    for field, (ok, expected) in table.items():
+        if field not in record:
+            if field in optional:
+                continue
+            raise UserError(f"{source}: {what} field '{field}' is missing{f'; {missing_hint}' if missing_hint else ''}")
+        if not ok(record[field]):
+            raise UserError(f"{source}: {what} field '{field}' is {json_preview(record[field])}; expected {expected}")
+
+
 def integer(value: Any, name: str, low: int | None = None, high: int | None = None, why: str = "") -> int:
     """An int option in [low, high]; refuses bools, floats and strings instead of converting them."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise UserError(f"{name} must be an integer, not {type(value).__name__} {value!r}")
     value = int(value)
     if low is not None and value < low:
