@@ -157,8 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default="mask", choices=("mask", "logits"),
                         help="graph output timed: mask = the S x S class mask (upsample + argmax in the graph, the "
                              "same output for every model), logits = each model's own output stride")
+    parser.add_argument("--img-size", type=int, default=None,
+                        help="export, score and time every model at this size (default: each model's trained size); "
+                             "e.g. 512 for camera-frame scale with models trained at 128")
     parser.add_argument("--out", default="runs/pareto")
     args = parser.parse_args(argv)
+    if args.img_size is not None:
+        checks.integer(args.img_size, "--img-size", 32, 4096)
+        if args.img_size % 32:
+            raise UserError(f"--img-size {args.img_size} must be a multiple of 32 (the backbone stride)")
     if args.rounds < 1 or args.runs < 1:
         raise UserError(f"--rounds and --runs must be at least 1 (got {args.rounds} and {args.runs})")
     models = parse_models(args.models)
@@ -170,18 +177,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         raise UserError(f"--threads must be a comma list of integers: {exc}") from exc
     out = Path(args.out)
-    rows, torch_miou, sizes = [], {}, {}
+    rows, torch_miou, trained = [], {}, {}
     jobs = [(m, t, p) for m in models for t in targets for p in precisions]
     loaded = {}
     for name, checkpoint in models.items():
         model, card = load_model(checkpoint)
-        card = dict(card, open_vocab=False, source_checkpoint=file_hash(checkpoint), output=args.output)
+        trained[name] = card["img_size"]
+        card = dict(card, open_vocab=False, source_checkpoint=file_hash(checkpoint), output=args.output,
+                    img_size=args.img_size or card["img_size"])
         source = build_source(None, "val", card["img_size"])
         torch_miou[name] = evaluate_model(model, card, source, limit=args.limit, progress=False)["mIoU"]
         calibration = [(x,) for x in load_inputs("synthetic", card, 16, "train")] if "int8" in precisions else []
         verify = [(x,) for x in load_inputs("synthetic", card, 16, "val")]
         loaded[name] = (model, card, source, calibration, verify)
-        sizes[name] = card["img_size"]
     built = []
     for name, target, precision in tqdm(jobs, desc="pareto: export + score", file=sys.stderr):
         model, card, source, calibration, verify = loaded[name]
@@ -204,8 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "p50_rounds_ms": [t["p50_ms"] for t in timings],
                      "agreement": report.get("pixel_agreement", 0.0), "passed": bool(report.get("passed", True)),
                      "bytes": report.get("bytes"), "img_size": card["img_size"], "classes": len(card["classes"])})
-    note = (f"Models: {', '.join(f'{n} `{c}` ({sizes[n]}²)' for n, c in models.items())}; each artifact exported at "
-            f"its trained size (int8 calibrated on 16 train images, parity on 16 held-out val images), scored on the "
+    where = "its trained size" if args.img_size is None else f"{args.img_size}² (val images rendered at that size)"
+    note = (f"Models: {', '.join(f'{n} `{c}` (trained at {trained[n]}²)' for n, c in models.items())}; each artifact "
+            f"exported at {where} (int8 calibrated on 16 train images, parity on 16 held-out val images), scored on the "
             f"embedded synthetic-scenes val split through its runtime ({args.limit or 'all'} images) and timed in its "
             f"own process: warm-up {args.warmup}, {args.runs} runs, p50; {args.rounds} round(s), each timing every "
             f"artifact once in a rotated order, median of the rounds' p50s. Same K for every model; output: "

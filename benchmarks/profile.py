@@ -29,6 +29,7 @@ from benchmarks.latency import _artifact, timed_models
 from benchmarks.machine import describe_machine
 from benchmarks.timing import time_function
 from benchmarks.peers import PEERS
+from deploy.roles import onnx_module_path
 from edgeseg import checks
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import write_json, write_text
@@ -41,17 +42,7 @@ def module_of(node: str) -> str:
     OpenVINO `__module.head.fusion.blocks.0.ffn.0/aten::linear/MatMul`, ONNX `/head/fusion/blocks.0/ffn/ffn.0/MatMul`."""
     if node.startswith("__module."):
         return node[len("__module."):].split("/", 1)[0]
-    if node.startswith("/"):
-        parts = [p for p in node.split("/")[1:-1]]
-        # ONNX repeats the parent in a child's name (blocks.3/blocks.3.1): keep the child's full name
-        path: list[str] = []
-        for part in parts:
-            if path and part.startswith(path[-1] + "."):
-                path[-1] = part
-            else:
-                path.append(part)
-        return ".".join(path)
-    return ""
+    return onnx_module_path(node)
 
 
 def group_of(module: str) -> str:
@@ -68,7 +59,7 @@ def group_of(module: str) -> str:
     if parts[0] == "head" and len(parts) > 1:
         if parts[1] == "fusion" and len(parts) > 3:
             return f"head.fusion.blocks.{parts[3]}"
-        if parts[1] in ("laterals", "smooth", "decoder"):  # FPN-lite (its pyramid() leaves no module scope)
+        if parts[1] in ("laterals", "smooth", "decoder"):  # FPN-lite: its laterals, upsample-adds (merges), smoothing
             level = next((p for p in parts[2:] if p[-1].isdigit()), "")
             return f"head.decoder level {level.split('.')[-1]}" if level else "head.decoder"
         return ".".join(parts[:2])

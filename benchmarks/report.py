@@ -153,8 +153,8 @@ def _peer_ckpts(out: Path) -> dict[str, Path]:
 
 # benchmarks.pareto's family beside the demo model (trained by the peers step), and the seeded accuracy study of
 # the speed changes (each model x 3 seeds; docs/family-seeds.md decides which changes are kept).
-PARETO_FAMILY = "edgeseg-w64-d1,edgeseg-s8,edgeseg-small,lraspp"
-SEEDED_FAMILY = "edgeseg,edgeseg-s8,edgeseg-w64,edgeseg-w64-d1,edgeseg-w32,edgeseg-small,lraspp"
+PARETO_FAMILY = "edgeseg-r32-d1,edgeseg-w64-d1,edgeseg-s8,edgeseg-small,lraspp"
+SEEDED_FAMILY = "edgeseg,edgeseg-r32-d1,edgeseg-s8,edgeseg-w64,edgeseg-w64-d1,edgeseg-w32,edgeseg-small,lraspp"
 
 STEPS: dict[str, Step] = {
     "demo": Step(
@@ -287,6 +287,16 @@ STEPS: dict[str, Step] = {
         table=_read("pareto.md"), images={"pareto.png": "pareto.png"},
         checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt", **_peer_ckpts(out)},
         cost="25 min"),
+    "pareto-512": Step(
+        "pareto-512", "The accuracy–latency frontier at camera-frame scale (512²)", "benchmarks.pareto",
+        full=lambda d: ["--models", _family(d.parent), "--img-size", "512", "--threads", "2", "--limit", "16",
+                        "--runs", "20", "--out", str(d)],
+        fast=lambda d: ["--models", _family(d.parent), "--img-size", "96", "--targets", "onnx", "--precisions", "fp32",
+                        "--threads", "1", "--warmup", "1", "--runs", "2", "--rounds", "1", "--limit", "2",
+                        "--out", str(d)],
+        table=_read("pareto.md"), images={"pareto.png": "pareto-512.png"},
+        checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt", **_peer_ckpts(out)},
+        cost="30 min"),
     "family-seeds": Step(
         "family-seeds", "Speed changes and the family: best val mIoU over 3 seeds at the demo's budget",
         "benchmarks.peers",
@@ -294,6 +304,13 @@ STEPS: dict[str, Step] = {
         fast=lambda d: ["--models", "edgeseg,edgeseg-s8", "--seeds", "0,1", *TINY, "--out", str(d)],
         table=_read("peers.md"), checkpoints=_trained,
         cost="about 6 GPU minutes on an H100 as 12 parallel processes (one per model and seed); 3 hours on 2 CPU cores"),
+    "head-seeds": Step(
+        "head-seeds", "The redesigned head against LR-ASPP: best val mIoU over 3 seeds at the demo's budget",
+        "benchmarks.peers",
+        full=lambda d: ["--models", "edgeseg-r32-d1,lraspp", "--seeds", "0,1,2", "--iters", "1200", "--out", str(d)],
+        fast=lambda d: ["--models", "edgeseg-r32-d1", "--seeds", "0,1", *TINY, "--out", str(d)],
+        table=_read("peers.md"), checkpoints=_trained,
+        cost="50 min on 2 CPU cores as two single-thread processes (one per model); minutes on a GPU"),
     "zeroshot": Step(
         "zeroshot-results", "Zero-shot benchmark", "benchmarks.zeroshot",
         full=lambda d: ["--iters", "600", "--out", str(d)],
@@ -305,9 +322,10 @@ STEPS: dict[str, Step] = {
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
 # GPU-sized: --steps all).
 DEFAULT_STEPS = ["demo", "parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "heads",
-                 "distillation", "train-speed", "ablation", "onnx-int8", "rewrites", "peers", "tflite-int8", "pareto"]
+                 "distillation", "train-speed", "ablation", "onnx-int8", "rewrites", "peers", "tflite-int8", "pareto",
+                 "pareto-512"]
 NEEDS_DEMO = {"parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "onnx-int8",
-              "rewrites", "tflite-int8", "pareto"}
+              "rewrites", "tflite-int8", "pareto", "pareto-512"}
 
 # `docs/NAME.md` copies the file's whole body; `docs/NAME.md#first` only its first paragraph (e.g. a summary table).
 BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+)(?:#(?P<part>first))? -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)

@@ -8,18 +8,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from deploy.targets import EARLY_FLOAT
+from deploy.roles import float_roles, inside, modules_in_roles
 
 
 def pt2e_int8(graph: torch.nn.Module, example_inputs: tuple, calibration: list[tuple[np.ndarray, ...]],
               fold_weights: bool = False, early_float: bool = True,
-              tensor_adds: bool = False, gate_hardswish: bool = False) -> tuple[torch.nn.Module, object]:
+              tensor_adds: bool = False, gate_hardswish: bool = False,
+              target: str = "tflite") -> tuple[torch.nn.Module, object]:
     """Symmetric int8, per-channel weights, static per-tensor activations; returns (quantized module, quantizer).
 
-    Attention, LayerNorm and the fusion module stay float; convs and the rest of the decoder are int8. The cosine
-    score and the output's post-process are quantized where the annotators reach them (their muls, the resize):
-    kept float, the score's broadcast breaks litert's NHWC rewrite at conversion.
-    `early_float` keeps the backbone's stem and first two stages float too (deploy.targets.EARLY_FLOAT).
+    The modules of the roles `deploy.roles.KEEP_FLOAT[target]` keeps float stay float (attention, LayerNorm and
+    the fusion module); convs and the rest of the decoder are int8. The cosine score and the output's
+    post-process are quantized where the annotators reach them (their muls, the resize): kept float, the score's
+    broadcast breaks litert's NHWC rewrite at conversion.
+    `early_float` keeps the backbone's layers at stride <= 4 float too (the `early` role: stem, first stages).
     `fold_weights` stores the weights as int8 constants (what Core ML needs); litert_torch wants them unfolded.
     `tensor_adds` quantizes every tensor + tensor add outside the float modules (`_with_tensor_adds`).
     `gate_hardswish` writes each nn.Hardswish as x * hardsigmoid(x) (`GatedHardswish`; the TFLite recipe)."""
@@ -32,31 +34,24 @@ def pt2e_int8(graph: torch.nn.Module, example_inputs: tuple, calibration: list[t
         raise UserError(f"PT2E int8 needs litert-torch's quantizer: pip install 'edgeseg[tflite]' "
                         f"({exc.name} is missing)") from exc
 
-    from edgeseg.models.fusion import BidirectionalFusion
-    from edgeseg.models.layers import Attention
-
     quantizer = (_with_tensor_adds(PT2EQuantizer) if tensor_adds else PT2EQuantizer)().set_global(
         get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    float_types = {_type_name(t) for t in (BidirectionalFusion, Attention, torch.nn.LayerNorm)}
-    exported = torch.export.export(gated_hardswish(graph) if gate_hardswish else graph, example_inputs).module()
+    source = gated_hardswish(graph) if gate_hardswish else graph
+    keep = modules_in_roles(source, example_inputs, float_roles(target, early=early_float))
+    exported = torch.export.export(source, example_inputs).module()
     # Float modules by name, as PT2EQuantizer's name filter spells it from the graph's module stack. Its type
     # filter (set_module_type) compares classes, and torch.export now records each module's type as a string:
     # by type nothing was left float (every TFLite int8 artifact before this quantized the fusion module's linears;
     # kept float: 99.15 against 99.06 % agreement, the same latency). set_module_name asserts a config; None = float.
     for node in exported.graph.nodes:
-        for key, (qualified, kind) in node.meta.get("nn_module_stack", {}).items():
-            if _type_name(kind) in float_types or (early_float and qualified.endswith(EARLY_FLOAT)):
+        for key, (qualified, _kind) in node.meta.get("nn_module_stack", {}).items():
+            if inside(qualified, keep):
                 quantizer.module_name_config[key[len("L__self___"):].replace("_", ".")] = None
     prepared = prepare_pt2e(exported, quantizer)
     with torch.no_grad():
         for sample in calibration:
             prepared(*[torch.from_numpy(x) for x in sample])
     return convert_pt2e(prepared, fold_quantize=fold_weights), quantizer
-
-
-def _type_name(kind: type | str) -> str:
-    """'package.module.Class' of a module type, or of the string torch.export's nn_module_stack holds."""
-    return kind if isinstance(kind, str) else f"{kind.__module__}.{kind.__qualname__}"
 
 
 class GatedHardswish(torch.nn.Module):

@@ -68,7 +68,7 @@ class FoldedMaskScore(nn.Module):
 def _folds(graph: nn.Module, card: dict) -> bool:
     model = _segmenter(graph)
     return (model is not None and card.get("output") == "mask" and isinstance(model.head, FusionHead)
-            and model.head.multiview is None and model.matchers is None)
+            and model.head.multiview is None and model.head.refine is None and model.matchers is None)
 
 
 @dataclass(frozen=True)

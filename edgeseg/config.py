@@ -36,7 +36,7 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--warmup-iters", type=int, default=None, help="linear warm-up (default: 5%% of --iters)")
     p.add_argument("--aux-weight", type=float, default=0.4, help="weight of the auxiliary pixel-text CE loss")
     p.add_argument("--size", default=None, choices=list(SIZES),
-                   help="a member of the model family (sets --backbone/--width/--depth/--out-stride/--decoder-width; "
+                   help="a member of the model family (sets --backbone/--width/--depth/--out-stride/--decoder-width/--refine-width; "
                         "flags given win): " + "; ".join(f"{n} = {describe(n, SIZES)}" for n in SIZES))
     p.add_argument("--width", type=int, default=128, help="head width (token / pixel embedding dim)")
     p.add_argument("--depth", type=int, default=2, help="number of fusion bridge blocks")
@@ -47,6 +47,9 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--decoder-width", type=int, default=None,
                    help="fusion head: width of the decoder, pixel embeddings and scored tokens (default: --width); "
                         "narrower is faster at stride 4")
+    p.add_argument("--refine-width", type=int, default=0,
+                   help="fusion head: 0 = decoder and scores at stride 4; R > 0 = decoder and scores at stride 8 plus "
+                        "a thin (R-channel) text-conditioned stride-4 refinement, logits still at stride 4 (docs/heads.md)")
     g = p.add_argument_group("prompting (the seed papers' methods; see --preset)")
     g.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="named method: sets the options below (explicit flags and --config still win)")
@@ -167,6 +170,12 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--decoder-width is not available with --head {args.head} (fusion)")
     if args.decoder_width is not None and (args.decoder_width < 1 or args.decoder_width % args.heads):
         raise UserError(f"--decoder-width {args.decoder_width} must be positive and divisible by --heads {args.heads}")
+    if args.refine_width and "refine_width" not in allowed:
+        raise UserError(f"--refine-width is not available with --head {args.head} (fusion)")
+    if args.refine_width < 0 or args.refine_width > 1024:
+        raise UserError(f"--refine-width {args.refine_width} must be 0 (off) or 1..1024")
+    if args.refine_width and args.out_stride != 4:
+        raise UserError(f"--refine-width refines the logits to stride 4; drop --out-stride {args.out_stride}")
     if args.views < 1 or (args.views > 1 and "views" not in allowed):
         raise UserError(f"--views {args.views}: must be 1, or > 1 with a fusion or denseclip head")
     if args.presence_gate and args.views < 2:
@@ -203,6 +212,8 @@ def head_config(args: argparse.Namespace) -> dict[str, Any]:
         config["out_stride"] = args.out_stride
     if args.decoder_width not in (None, args.width):
         config["decoder_width"] = args.decoder_width
+    if args.refine_width:
+        config["refine_width"] = args.refine_width
     for key in PROMPT_OPTIONS:  # only what is switched on, so plain models keep their old cards
         value = getattr(args, key)
         if value is True or (key == "views" and value > 1):

@@ -21,11 +21,6 @@ from edgeseg.errors import UserError
 # and their validity mask [K_max] (1 = a class, 0 = an unused slot).
 INPUT_NAMES = ("image", "text_embeddings", "valid")
 
-# int8: the stem and the first two stages of a timm backbone stay float (module names; the ONNX and TFLite
-# recipes). At their high resolution int8 noise flips the argmax between classes whose names are close:
-# measured at K_max with `python -m benchmarks.onnx_int8` (docs/onnx-int8-recipes.md) and the exporter.
-EARLY_FLOAT = ("backbone.body.conv_stem", "backbone.body.blocks.0", "backbone.body.blocks.1")
-
 TARGETS: dict[str, str] = {
     "onnx": "deploy.targets.onnx",
     "openvino": "deploy.targets.openvino",

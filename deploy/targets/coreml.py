@@ -47,7 +47,7 @@ def _w8a8(wrapped: ImageInput, example_inputs: tuple, calibration: list[tuple[np
     from deploy.quantize import as_numpy, pt2e_int8
 
     rgb = [(to_rgb(x, card), *rest) for x, *rest in calibration]
-    quantized, _ = pt2e_int8(wrapped, example_inputs, rgb, fold_weights=True)
+    quantized, _ = pt2e_int8(wrapped, example_inputs, rgb, fold_weights=True, target="coreml")
     run = as_numpy(quantized)
 
     def simulation(image: np.ndarray, *rest: np.ndarray) -> np.ndarray:

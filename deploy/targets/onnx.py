@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.targets import EARLY_FLOAT, INPUT_NAMES
+from deploy.roles import float_roles, inside, modules_in_roles, onnx_module_path
+from deploy.targets import INPUT_NAMES
 
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
     import torch
@@ -21,26 +22,25 @@ SUFFIX = ".onnx"
 OPSET = 17
 # int8 recipes: onnxruntime static quantization of the convolutions, per channel. Activation type (S8/U8),
 # QDQ or QOperator format, reduce_range, calibration (MinMax / Percentile), and which convolutions stay
-# float (`keep_float`: name parts; the two 1x1 embeddings feeding the cosine score always do). `-early`:
-# the stem and the first two stages (timm conv_stem, blocks.0, blocks.1) stay float: at their high
-# resolution int8 noise flips the argmax between classes whose names are close (measured at K_max).
+# float (deploy.roles.KEEP_FLOAT["onnx"], by role: the 1x1 embeddings feeding the cosine score, the fusion module;
+# `early`: whether the backbone's layers at stride <= 4 (stem, first stages) do too). `-early`: they stay float:
+# at their high resolution int8 noise flips the argmax between classes whose names are close (measured at K_max).
 # DEFAULT_RECIPE: of the recipes that pass the 97 % gate (closed set and open vocabulary at every K), the
 # fastest, and within 5 % of it the most accurate, at 128² and 512² (`python -m benchmarks.onnx_int8`,
 # docs/onnx-int8-recipes.md: Intel Xeon with AVX-512 VNNI, 2 threads; QDQ S8S8 ran at 1.6-2.3x fp32's latency,
 # QOperator U8S8 with the early layers float at 0.80x (128²) to 1.19x (512²), and with the backbone's ops between
 # convolutions int8 too (`-ops`) at 0.76x to 1.16x, agreement 99.37 / 98.69 %); `--onnx-int8-recipe` picks another.
-_EARLY = tuple("/" + name.replace(".", "/").replace("/blocks/", "/blocks.") + "/" for name in EARLY_FLOAT)
 RECIPES: dict[str, dict] = {
     "s8s8-qdq-rr": {"activation": "QInt8", "format": "QDQ", "reduce_range": True},
     "s8s8-qdq": {"activation": "QInt8", "format": "QDQ", "reduce_range": False},
     "u8s8-qdq": {"activation": "QUInt8", "format": "QDQ", "reduce_range": False},
     "u8s8-qop": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False},
     "u8s8-qop-pct": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False, "calibration": "Percentile"},
-    "u8s8-qop-early": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False, "keep_float": _EARLY},
+    "u8s8-qop-early": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False, "early": True},
     "u8s8-qop-pct-early": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False,
-                           "calibration": "Percentile", "keep_float": _EARLY},
+                           "calibration": "Percentile", "early": True},
     "u8s8-qop-pct-early-ops": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False,
-                               "calibration": "Percentile", "keep_float": _EARLY, "backbone_ops": True},
+                               "calibration": "Percentile", "early": True, "backbone_ops": True},
 }
 # `backbone_ops`: in the backbone, the ops between convolutions (ReLU, residual Add, the Mul of hard-swish and
 # squeeze-excite, its pooling) run on int8 too, so consecutive int8 convolutions need no Dequantize/Quantize
@@ -60,7 +60,7 @@ def settings(card: dict, precision: str) -> dict:
         return {}
     recipe = RECIPES[recipe_of(card)]
     ops = {"backbone_ops": BACKBONE_OPS} if recipe.get("backbone_ops") else {}
-    return {"recipe": recipe_of(card), **recipe, **ops}
+    return {"recipe": recipe_of(card), **recipe, **ops, "keep_float": float_roles("onnx", bool(recipe.get("early")))}
 
 
 def export_float(graph: torch.nn.Module, example_inputs: tuple, path: Path, input_names: list[str],
@@ -122,14 +122,15 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
             # softmax and the cosine score stay float, and so do the two 1x1 embeddings that feed the cosine
             # (quantizing them flips argmaxes; measured).
             recipe = RECIPES[recipe_of(card)]
-            keep = ("pixel_embed", "aux_embed", *recipe.get("keep_float", ()))
+            keep = modules_in_roles(graph, example_inputs, float_roles("onnx", bool(recipe.get("early"))))
             nodes = onnx.load(str(prepped)).graph.node
-            keep_float = [n.name for n in nodes if n.op_type == "Conv" and any(part in n.name for part in keep)]
+            kept = {n.name for n in nodes if inside(onnx_module_path(n.name), keep)}
+            keep_float = [n.name for n in nodes if n.op_type == "Conv" and n.name in kept]
             op_types = ["Conv"]
             if recipe.get("backbone_ops"):
                 op_types += BACKBONE_OPS
                 keep_float += [n.name for n in nodes if n.op_type in BACKBONE_OPS
-                               and ("/backbone/" not in n.name or any(part in n.name for part in keep))]
+                               and ("/backbone/" not in n.name or n.name in kept)]
             calibration_method = recipe.get("calibration", "MinMax")
 
             def quantize(method: str) -> None:

@@ -4,17 +4,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
+from deploy.roles import KEEP_FLOAT, modules_in_roles, openvino_patterns
 from deploy.targets import INPUT_NAMES
 
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
     import torch
 
-FLOAT_MODULES = ("head.score", "head.fusion")  # module names kept float in int8 IRs
+# int8: NNCF's settings, the same for every model (ours and the peers); what stays float: deploy.roles.KEEP_FLOAT
+NNCF_SETTINGS = {"preset": "mixed", "model_type": None}
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = ".xml"
 
@@ -32,17 +33,22 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
         import nncf
 
         dataset = nncf.Dataset(calibration, lambda sample: tuple(sample) if len(sample) > 1 else sample[0])
-        # the fusion module and the cosine score stay float, as in the TFLite and ONNX recipes: quantized, the
-        # text side loses the small differences between close class names (K_max parity 96.6 -> 97.1 %)
-        keep = nncf.IgnoredScope(patterns=[rf".*\b{re.escape(name)}[./].*" for name in FLOAT_MODULES], validate=False)
+        # the fusion module and the cosine score stay float (by role, for every model), as in the TFLite and ONNX
+        # recipes: quantized, the text side loses the small differences between close class names (K_max parity
+        # 96.6 -> 97.1 %)
+        keep = modules_in_roles(graph, example_inputs, KEEP_FLOAT["openvino"])
         model = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration),
-                              model_type=nncf.ModelType.TRANSFORMER if card["head"] == "fusion" else None,
-                              ignored_scope=keep)
+                              ignored_scope=nncf.IgnoredScope(patterns=openvino_patterns(keep), validate=False))
     if card.get("input") == "uint8":
         model = _frames_in(model, card)
     model.set_rt_info(json.dumps(card), ["edgeseg_card"])
     # save_model writes .xml + .bin; `path` is the .xml inside the (temporary) artifact folder.
     ov.save_model(model, str(path), compress_to_fp16=(precision == "fp16"))
+
+
+def settings(card: dict, precision: str) -> dict:
+    """What besides the card decides the artifact: for int8, NNCF's settings and the roles kept float."""
+    return {**NNCF_SETTINGS, "keep_float": KEEP_FLOAT["openvino"]} if precision == "int8" else {}
 
 
 def _frames_in(model, card: dict):

@@ -20,7 +20,7 @@ SUFFIX = ".tflite"
 # int8 recipes: deploy.quantize.pt2e_int8's switches. XNNPACK (LiteRT's CPU path) takes no int8 HARD_SWISH:
 # each one ran in the interpreter's own kernel, so int8 MobileNetV3s were slower than fp32 until hardswish was
 # written as x * hardsigmoid(x) (`gate`). `adds` quantizes the residual adds litert_torch's annotator misses.
-# `int8-early` also quantizes the stem and first two stages (deploy.targets.EARLY_FLOAT). Measured with
+# `int8-early` also quantizes the stem and first two stages (the `early` role of deploy.roles). Measured with
 # `python -m benchmarks.tflite_int8` (docs/tflite-int8-recipes.md); `--tflite-int8-recipe` picks another.
 RECIPES: dict[str, dict[str, bool]] = {
     "litert": {"tensor_adds": False, "gate_hardswish": False},
@@ -100,7 +100,8 @@ def settings(card: dict, precision: str) -> dict:
     from edgeseg.io import file_hash
 
     source = file_hash(Path(__file__).resolve().parents[1] / "quantize.py")  # without importing it (torch)
-    return {"recipe": recipe_of(card), **RECIPES[recipe_of(card)], "quantizer_source": source}
+    roles = file_hash(Path(__file__).resolve().parents[1] / "roles.py")
+    return {"recipe": recipe_of(card), **RECIPES[recipe_of(card)], "quantizer_source": source, "roles_source": roles}
 
 
 def _metadata_version_binding() -> None:

@@ -19,6 +19,7 @@ from edgeseg.models.layers import (
     Attention,
     CosineScore,
     FPNLite,
+    SepConv,
     conv_bn_act,
     flatten_pixels,
     mask_class_maps,
@@ -134,7 +135,7 @@ class DenseCLIPHead(nn.Module):
         cosine = self.score.cosine(dense_map, tokens)
         scores = score_weighted_tokens(cosine, tokens, self.score.scale(), valid) if self.class_agnostic else cosine
         x = self.merge(torch.cat([dense_map, scores], dim=1))
-        maps = self.decoder.pyramid(x, [features[i] for i in self.levels])
+        maps = self.decoder(x, [features[i] for i in self.levels])
         aux = [cosine * self.score.scale()]
         if self.align_embeds is not None:  # ICPC multi-scale alignment at strides 16 and 8
             aux += [self.score(embed(m), tokens) for embed, m in zip(self.align_embeds, maps[:2])]
@@ -143,18 +144,45 @@ class DenseCLIPHead(nn.Module):
         return {"logits": mask_class_maps(logits, valid), "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
 
 
+class TextRefine(nn.Module):
+    """The thin text-conditioned stride-4 step of the refined fusion head: the stride-4 backbone features and the
+    stride-8 pixel embeddings, both projected to `width` channels, one depthwise-separable block, then a cosine
+    score against the class tokens projected to `width`, added to the stride-8 scores upsampled. No tensor wider
+    than `width` (or K) runs at stride 4; any K, so open-vocabulary artifacts keep working."""
+
+    def __init__(self, feature_channels: int, pixel_dim: int, width: int) -> None:
+        super().__init__()
+        self.lateral = conv_bn_act(feature_channels, width, act=False)
+        self.coarse = conv_bn_act(pixel_dim, width, act=False)
+        self.block = SepConv(width)
+        self.embed = nn.Conv2d(width, width, 1)
+        self.tokens = nn.Linear(pixel_dim, width)
+        self.score = CosineScore()
+
+    def forward(self, feature: torch.Tensor, pixels: torch.Tensor, logits: torch.Tensor,
+                tokens: torch.Tensor) -> torch.Tensor:
+        """feature [B, C, H, W] (stride 4), pixels [B, D, H/2, W/2] and logits [B, K, H/2, W/2] (stride 8),
+        tokens [B, K, D] -> logits [B, K, H, W]."""
+        x = self.block(F.relu(self.lateral(feature) + _resize_to(self.coarse(pixels), feature)))
+        return _resize_to(logits, feature) + self.score(self.embed(x), self.tokens(tokens))
+
+
 class FusionHead(nn.Module):
     """Ours: stages 3+4 merged at stride 16, N bidirectional fusion blocks with the class tokens,
     FPN-lite to stride 4 (or 8), cosine of pixel embeddings against the refined tokens. `decoder_width`
     (default: `dim`) narrows the decoder, the pixel embeddings and the scored tokens: the stride-4 work is most of
-    the head's time at 512² (docs/profile.md)."""
+    the head's time at 512² (docs/profile.md). `refine_width` R > 0 stops the decoder, the pixel embeddings and
+    the scores at stride 8 and adds a thin text-conditioned stride-4 step (TextRefine, R channels): logits still
+    at `out_stride` 4, with no `fine`-wide tensor at stride 4."""
 
     def __init__(self, channels: list[int], text_dim: int, num_classes: int, dim: int = 128, heads: int = 4,
                  depth: int = 2, post_prompt: bool = False, instance_prompt: bool = False,
                  multiscale_align: bool = False, views: int = 1, presence_gate: bool = False, out_stride: int = 4,
-                 decoder_width: int | None = None, **_: object) -> None:
+                 decoder_width: int | None = None, refine_width: int = 0, **_: object) -> None:
         super().__init__()
-        self.levels = decoder_levels(1, out_stride)
+        if refine_width and out_stride != 4:
+            raise UserError(f"refine_width {refine_width} refines to stride 4; it needs out_stride 4, not {out_stride}")
+        self.levels = decoder_levels(1, 8 if refine_width else out_stride)
         fine = decoder_width or dim
         self.reduce4 = conv_bn_act(channels[3], dim)
         self.reduce3 = conv_bn_act(channels[2], dim)
@@ -169,6 +197,7 @@ class FusionHead(nn.Module):
         self.pixel_embed = nn.Conv2d(fine, fine, 1)
         self.score = CosineScore()
         self.multiview = MultiViewScore(fine, views, presence_gate) if views > 1 else None
+        self.refine = TextRefine(channels[0], fine, refine_width) if refine_width else None
 
     def fused(self, features: list[torch.Tensor], text: torch.Tensor,
               valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +210,7 @@ class FusionHead(nn.Module):
 
     def decode(self, features: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
         """The decoder's maps, coarse to fine; the last one feeds `pixel_embed`."""
-        return self.decoder.pyramid(self.narrow(x), [features[i] for i in self.levels])
+        return self.decoder(self.narrow(x), [features[i] for i in self.levels])
 
     def forward(self, features: list[torch.Tensor], text: torch.Tensor, valid: torch.Tensor | None = None) -> HeadOutput:
         x, tokens = self.fused(features, text, valid)
@@ -191,6 +220,9 @@ class FusionHead(nn.Module):
             aux.append(self.score(self.align_embed(maps[0]), tokens))
         pixels = self.pixel_embed(maps[-1])
         logits, extras = classify(self.score, self.multiview, pixels, tokens)
+        if self.refine is not None:  # the stride-8 scores are supervised on their own too (deep supervision)
+            aux.append(logits)
+            logits = self.refine(features[0], pixels, logits, tokens)
         return {"logits": mask_class_maps(logits, valid), "aux": aux, "pixels": pixels, "tokens": tokens, **extras}
 
 
@@ -220,7 +252,7 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
 TOKEN_HEAD_OPTIONS = frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate",
                                 "out_stride"})
 HEAD_OPTIONS: dict[str, frozenset[str]] = {
-    "fusion": TOKEN_HEAD_OPTIONS | {"decoder_width"},
+    "fusion": TOKEN_HEAD_OPTIONS | {"decoder_width", "refine_width"},
     "denseclip": TOKEN_HEAD_OPTIONS,
     "linear": frozenset(),
     "lraspp": frozenset(),

@@ -131,23 +131,28 @@ class CosineScore(nn.Module):
         return self.cosine(pixels, text) * self.scale()
 
 
+class UpAdd(nn.Module):
+    """A decoder step's merge: the coarser map upsampled to the lateral's size, plus the lateral (no weights; a
+    module so that runtimes' profiles file the resize and add under their decoder level)."""
+
+    def forward(self, coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(coarse, size=lateral.shape[-2:], mode="bilinear", align_corners=False) + lateral
+
+
 class FPNLite(nn.Module):
-    """Top-down decoder: a coarse map plus lateral 1x1s of finer stages -> one map at stride 4."""
+    """Top-down decoder: a coarse map plus lateral 1x1s of finer stages -> one map per finer stage."""
 
     def __init__(self, lateral_channels: list[int], dim: int) -> None:
         super().__init__()
         self.laterals = nn.ModuleList(conv_bn_act(c, dim) for c in lateral_channels)
+        self.merges = nn.ModuleList(UpAdd() for _ in lateral_channels)
         self.smooth = nn.ModuleList(SepConv(dim) for _ in lateral_channels)
 
-    def forward(self, coarse: torch.Tensor, finer: list[torch.Tensor]) -> torch.Tensor:
-        """`finer` goes from coarse to fine (e.g. [F2, F1])."""
-        return self.pyramid(coarse, finer)[-1]
-
-    def pyramid(self, coarse: torch.Tensor, finer: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The map after each top-down step, coarse to fine (the last one is the output)."""
+    def forward(self, coarse: torch.Tensor, finer: list[torch.Tensor]) -> list[torch.Tensor]:
+        """`finer` goes from coarse to fine (e.g. [F2, F1]); the map after each top-down step, coarse to fine
+        (the last one is the finest)."""
         x, maps = coarse, []
-        for feature, lateral, smooth in zip(finer, self.laterals, self.smooth):
-            x = F.interpolate(x, size=feature.shape[-2:], mode="bilinear", align_corners=False)
-            x = smooth(x + lateral(feature))
+        for feature, lateral, merge, smooth in zip(finer, self.laterals, self.merges, self.smooth):
+            x = smooth(merge(x, lateral(feature)))
             maps.append(x)
         return maps

@@ -102,7 +102,7 @@ def test_tflite_int8_io_flag_keeps_integer_io_with_the_same_results(tiny_run, tm
     assert integers.inputs[0]["dtype"] == np.int8 and integers.output["dtype"] == np.int8
     assert floats.inputs[0]["name"] == integers.inputs[0]["name"]  # the app-facing names are kept
     assert json.loads((tmp_path / "tflite-int8-int8io" / "card.json").read_text())["int8_io"] is True
-    # the float-I/O artifact keeps the stem and first stages float (deploy.targets.EARLY_FLOAT); with int8 I/O
+    # the float-I/O artifact keeps the stem and first stages float (the `early` role of deploy.roles); with int8 I/O
     # they are int8 too, so the two graphs differ slightly: both must follow the float model's classes
     model, card = load_model(checkpoint)
     for index in range(3):

@@ -100,3 +100,30 @@ def test_max_classes_misuse_is_a_one_line_error(tiny_run, tmp_path):
     proc = run_cli("deploy.export", "--checkpoint", str(tiny_run / "best.pt"), "--open-vocab", "--max-classes", "3",
                    "--out", str(tmp_path))
     assert proc.returncode == 2 and "at least 12" in proc.stderr
+
+
+def test_refined_head_open_vocab_artifact_passes_parity_at_1_mid_and_k_max(tmp_path):
+    """The redesigned head (scores at stride 8, thin text-conditioned stride-4 refinement) keeps the open
+    vocabulary: one artifact, the exporter's gate at K = 1, K_max/2 and K_max, and typed names at run time."""
+    run = tmp_path / "run"
+    proc = run_cli("edgeseg.train", "--backbone", "mobilenetv3-small", "--refine-width", "16", "--depth", "1",
+                   "--iters", "4", "--batch-size", "2", "--img-size", "64", "--pretrained", "none", "--val-limit", "2",
+                   "--out", str(run))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("deploy.export", "--checkpoint", str(run / "best.pt"), "--target", "onnx", "--precision", "fp32",
+                   "--open-vocab", "--max-classes", "16", "--out", str(tmp_path / "art"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = tmp_path / "art" / "onnx-fp32-openvocab"
+    parity = json.loads((folder / "parity.json").read_text())
+    assert parity["passed"] and set(parity["by_classes"]) == {"1", "8", "16"}
+    card = json.loads((folder / "card.json").read_text())
+    assert card["head_config"]["refine_width"] == 16 and card["output_stride"] == 4
+    model, card = load_model(str(run / "best.pt"))
+    predictor = load(folder)
+    extended = np.concatenate([model.text_embeddings.numpy(), get_text_embeddings(NEW_NAMES, card["text_encoder"])])
+    inputs = preprocess(SyntheticScenes("val", 64).load(0)[0], card)
+    for count in (1, 5, 16):
+        predictor.set_embeddings(extended[:count], [*card["classes"], *NEW_NAMES][:count])
+        with torch.no_grad():
+            reference = model(torch.from_numpy(inputs), torch.from_numpy(extended[:count]))[0].numpy()
+        np.testing.assert_allclose(predictor.run(inputs), reference, atol=1e-3)

@@ -55,6 +55,11 @@ def test_rewrites_apply_only_where_they_are_exact_and_asked(tiny_run):
     assert apply(model, dict(mask, rewrites=[]), "openvino", "fp32") == (None, [])
     assert apply(model, dict(card, output="probs", rewrites=None), "openvino", "fp32") == (None, [])  # softmax needs scale
     assert apply(model, mask, "openvino", "int8") == (None, [])  # int8: not until one keep-float policy by role
+    # the refined head's logits add a second score (stride-4 refinement): no per-pixel factor to fold, not applied
+    from edgeseg.models import Segmenter
+
+    refined = Segmenter(card["backbone"], "fusion", model.text_embeddings, {**card["head_config"], "refine_width": 8})
+    assert apply(refined.eval(), mask, "openvino", "fp32") == (None, [])
     assert choose("none") == [] and choose("auto") is None and choose("fold-mask-score") == ["fold-mask-score"]
     with pytest.raises(UserError, match="unknown rewrite"):
         choose("fold-everything")

@@ -92,6 +92,50 @@ def test_decoder_width_narrows_pixels_and_tokens_only():
     assert same.state_dict().keys() == plain.state_dict().keys()  # width = dim: the old model, old checkpoints load
 
 
+def test_refined_fusion_head_scores_at_stride_8_and_refines_to_stride_4():
+    torch.manual_seed(0)
+    text = torch.randn(5, 32)
+    config = {"dim": 32, "heads": 2, "depth": 1, "refine_width": 8}
+    model = Segmenter("mobilenetv3", "fusion", text, config).eval()
+    plain = Segmenter("mobilenetv3", "fusion", text, {"dim": 32, "heads": 2, "depth": 1, "out_stride": 8})
+    with torch.no_grad():
+        out = model.forward_all(torch.randn(1, 3, 128, 128))
+        fewer = model(torch.randn(1, 3, 128, 128), text[:2])
+    assert out["logits"].shape == (1, 5, 32, 32)  # logits at stride 4 (the card's output_stride)
+    assert out["pixels"].shape == (1, 32, 16, 16)  # the D-wide pixel embeddings stay at stride 8
+    assert out["aux"][-1].shape == (1, 5, 16, 16)  # the stride-8 scores are supervised on their own
+    assert fewer.shape == (1, 2, 32, 32)  # any K: open-vocabulary artifacts keep working
+    # the same decoder as --out-stride 8, plus only the refinement's weights
+    extra = set(model.state_dict()) - set(plain.state_dict())
+    assert extra and all(key.startswith("head.refine.") for key in extra)
+    assert set(plain.state_dict()) <= set(model.state_dict())
+    # nothing wider than the refinement (or K) at stride 4: every stride-4 conv has <= 8 outputs
+    widths = [m.out_channels for m in model.head.refine.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert max(widths) == 8
+    # the refinement conditions on the text: other class tokens change the stride-4 correction
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        base = model(image)
+        swapped = model(image, text[[1, 0, 2, 3, 4]])
+    assert torch.allclose(swapped[:, 0], base[:, 1], atol=1e-5)
+    with pytest.raises(UserError, match="needs out_stride 4"):
+        Segmenter("mobilenetv3", "fusion", text, {**config, "out_stride": 8})
+
+
+def test_decoder_steps_keep_their_weights_and_order():
+    """FPN-lite's upsample-add is its own weightless module (profiles file it under its level); checkpoints
+    saved before load unchanged."""
+    from edgeseg.models.layers import FPNLite
+
+    decoder = FPNLite([8, 4], 6)
+    assert {k.split(".")[0] for k in decoder.state_dict()} == {"laterals", "smooth"}
+    coarse, finer = torch.randn(1, 6, 4, 4), [torch.randn(1, 8, 8, 8), torch.randn(1, 4, 16, 16)]
+    maps = decoder.eval()(coarse, finer)
+    assert [m.shape[-1] for m in maps] == [8, 16]
+    up = torch.nn.functional.interpolate(coarse, size=(8, 8), mode="bilinear", align_corners=False)
+    assert torch.allclose(maps[0], decoder.smooth[0](up + decoder.laterals[0](finer[0])))
+
+
 def test_card_and_config_carry_the_speed_options():
     from edgeseg.card import make_card, pixel_dim
     from edgeseg.config import head_config, parse_with_config, training_parser
@@ -104,9 +148,14 @@ def test_card_and_config_carry_the_speed_options():
     assert card["output_stride"] == 8
     default = head_config(parse_with_config(training_parser("edgeseg.train", ""), []))
     assert "out_stride" not in default and "decoder_width" not in default  # default cards stay as they were
+    refined = head_config(parse_with_config(training_parser("edgeseg.train", ""), ["--refine-width", "32"]))
+    assert refined["refine_width"] == 32 and "out_stride" not in refined
     for argv, needle in ((["--head", "linear", "--out-stride", "8"], "not available with --head linear"),
                          (["--head", "denseclip", "--decoder-width", "64"], "not available with --head denseclip"),
-                         (["--decoder-width", "30"], "divisible by --heads 4")):
+                         (["--decoder-width", "30"], "divisible by --heads 4"),
+                         (["--refine-width", "32", "--out-stride", "8"], "drop --out-stride 8"),
+                         (["--head", "denseclip", "--refine-width", "32"], "not available with --head denseclip"),
+                         (["--refine-width", "-1"], "must be 0 .off. or 1..1024")):
         with pytest.raises(UserError, match=needle):
             parse_with_config(training_parser("edgeseg.train", ""), argv)
 
