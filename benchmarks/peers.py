@@ -75,7 +75,6 @@ FAMILY: dict[str, list[str]] = {
     # the redesigned head: decoder, pixel embeddings and scores at stride 8, a 32-channel text-conditioned stride-4
     # refinement (no 128-wide tensor at stride 4), one fusion block (docs/heads.md)
     "edgeseg-r32-d1": ["--backbone", "mobilenetv3", "--head", "fusion", "--refine-width", "32", "--depth", "1"],
-    "edgeseg-r32": ["--backbone", "mobilenetv3", "--head", "fusion", "--refine-width", "32"],
     "edgeseg-small": ["--backbone", "mobilenetv3-small", "--head", "fusion", "--width", "64", "--depth", "1",
                       "--out-stride", "8"],
     # torchvision's lraspp_mobilenet_v3_large, layer for layer (3.22 M parameters at 12 classes)

@@ -281,7 +281,7 @@ STEPS: dict[str, Step] = {
         cost="40 min"),
     "pareto": Step(
         "pareto", "The accuracy–latency frontier", "benchmarks.pareto",
-        full=lambda d: ["--models", _family(d.parent), "--out", str(d)],
+        full=lambda d: ["--models", _family(d.parent), "--runs", "100", "--out", str(d)],
         fast=lambda d: ["--models", _family(d.parent), "--targets", "onnx", "--precisions", "fp32", "--threads", "1",
                         "--warmup", "1", "--runs", "2", "--rounds", "2", "--limit", "2", "--out", str(d)],
         table=_read("pareto.md"), images={"pareto.png": "pareto.png"},

@@ -37,6 +37,8 @@ DATA = "synthetic-attributes"
 # variant id -> edgeseg.train flags: the three heads, then the seed papers' presets and ours.
 VARIANTS: dict[str, list[str]] = {
     "head-fusion": ["--head", "fusion"],
+    # the refined fusion head (issue #25: scores at stride 8 + a thin text-conditioned stride-4 refinement)
+    "head-fusion-r32-d1": ["--head", "fusion", "--refine-width", "32", "--depth", "1"],
     "head-denseclip": ["--head", "denseclip"],
     "head-linear": ["--head", "linear"],
     **{f"preset-{name}": ["--preset", name] for name in ("denseclip", "icpc", "mvp", "spm", "edgeseg")},
