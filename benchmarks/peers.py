@@ -55,10 +55,20 @@ def other_head(head: str) -> Callable[[dict], tuple[nn.Module, dict]]:
     return build
 
 
+def refined_head(card: dict) -> tuple[nn.Module, dict]:
+    """Our model with the refined fusion head of FAMILY's edgeseg-r32-d1 (random weights: for timing and profiles)."""
+    from edgeseg.card import build_model
+
+    peer_card = dict(card, head="fusion", head_config={**card["head_config"], "refine_width": 32, "depth": 1},
+                     output_stride=4)
+    return build_model(peer_card).eval(), peer_card
+
+
 PEERS: dict[str, Callable[[dict], tuple[nn.Module, dict]]] = {
     "lraspp": lraspp,
     "linear": other_head("linear"),
     "denseclip": other_head("denseclip"),
+    "edgeseg-r32-d1": refined_head,
 }
 
 

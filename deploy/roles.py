@@ -22,10 +22,11 @@ if TYPE_CHECKING:
     import torch
 
 ROLES = ("early", "attention", "score", "embedding")
-# per target, the roles an int8 artifact keeps float (measured per target: docs/onnx-int8-recipes.md,
-# docs/tflite-int8-recipes.md; OpenVINO quantizes the early layers and the embeddings with parity to spare)
+# per target, the roles an int8 artifact keeps float: what each target's recipe was measured with
+# (docs/onnx-int8-recipes.md, docs/tflite-int8-recipes.md; OpenVINO: the fusion module and the score, what its
+# K_max open-vocabulary parity needed), now found by role so that every model gets the same
 KEEP_FLOAT: dict[str, tuple[str, ...]] = {
-    "onnx": ("early", "attention", "score", "embedding"),
+    "onnx": ("early", "score", "embedding"),  # ONNX quantizes convolutions only: attention's matmuls stay float
     "openvino": ("attention", "score"),
     "tflite": ("early", "attention"),
     "coreml": ("early", "attention"),

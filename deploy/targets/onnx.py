@@ -22,7 +22,7 @@ SUFFIX = ".onnx"
 OPSET = 17
 # int8 recipes: onnxruntime static quantization of the convolutions, per channel. Activation type (S8/U8),
 # QDQ or QOperator format, reduce_range, calibration (MinMax / Percentile), and which convolutions stay
-# float (deploy.roles.KEEP_FLOAT["onnx"], by role: the 1x1 embeddings feeding the cosine score, the fusion module;
+# float (deploy.roles.KEEP_FLOAT["onnx"], by role: the 1x1 embeddings feeding the cosine score, the score;
 # `early`: whether the backbone's layers at stride <= 4 (stem, first stages) do too). `-early`: they stay float:
 # at their high resolution int8 noise flips the argmax between classes whose names are close (measured at K_max).
 # DEFAULT_RECIPE: of the recipes that pass the 97 % gate (closed set and open vocabulary at every K), the

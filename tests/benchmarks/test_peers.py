@@ -18,6 +18,21 @@ def test_lraspp_peer_is_torchvision_lraspp_mobilenet_v3_large():
     assert ours(torch.zeros(1, 3, 128, 128)).shape == (1, 12, 16, 16)  # logits at stride 8, like torchvision's
 
 
+def test_refined_peer_is_the_family_member_with_the_same_flags():
+    """PEERS' edgeseg-r32-d1 (random weights, for profiles) is the model FAMILY's edgeseg-r32-d1 trains."""
+    from benchmarks.peers import FAMILY, PEERS
+    from edgeseg.card import make_card
+    from edgeseg.config import head_config, parse_with_config, training_parser
+
+    args = parse_with_config(training_parser("edgeseg.train", ""), FAMILY["edgeseg-r32-d1"])
+    card = make_card(classes=list("abc"), backbone="mobilenetv3", head="fusion", head_config={"dim": 128, "depth": 2,
+                     "heads": 4}, img_size=64, mean=[0.0] * 3, std=[1.0] * 3, text_encoder="minilm", text_dim=384)
+    model, peer_card = PEERS["edgeseg-r32-d1"](card)
+    assert peer_card["head_config"] == head_config(args) and peer_card["output_stride"] == 4
+    assert model.head.refine is not None and len(model.head.fusion.blocks) == 1
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 16, 16)
+
+
 def test_frontier_keeps_points_no_other_beats():
     points = [(10.0, 50.0), (12.0, 49.0), (15.0, 60.0), (9.0, 40.0), (20.0, 60.0)]
     assert frontier(points) == [(9.0, 40.0), (10.0, 50.0), (15.0, 60.0)]

@@ -53,7 +53,7 @@ def test_head_roles_cover_attention_score_and_the_score_embeddings():
 def test_policy_table_and_recipe_switch():
     assert set(KEEP_FLOAT) == {"onnx", "openvino", "tflite", "coreml"}
     assert all(set(roles) <= set(ROLES) for roles in KEEP_FLOAT.values())
-    assert float_roles("onnx", early=False) == ("attention", "score", "embedding")
+    assert float_roles("onnx", early=False) == ("score", "embedding")
     assert float_roles("openvino", early=True)[0] == "early"
     assert float_roles("tflite") == KEEP_FLOAT["tflite"]
 
