@@ -163,9 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/pareto")
     args = parser.parse_args(argv)
     if args.img_size is not None:
-        checks.integer(args.img_size, "--img-size", 32, 4096)
-        if args.img_size % 32:
-            raise UserError(f"--img-size {args.img_size} must be a multiple of 32 (the backbone stride)")
+        checks.img_size(args.img_size)
     if args.rounds < 1 or args.runs < 1:
         raise UserError(f"--rounds and --runs must be at least 1 (got {args.rounds} and {args.runs})")
     models = parse_models(args.models)

@@ -83,7 +83,7 @@ FAMILY: dict[str, list[str]] = {
     "edgeseg-w32": ["--backbone", "mobilenetv3", "--head", "fusion", "--decoder-width", "32"],
     "edgeseg-w64-d1": ["--backbone", "mobilenetv3", "--head", "fusion", "--decoder-width", "64", "--depth", "1"],
     # the redesigned head: decoder, pixel embeddings and scores at stride 8, a 32-channel text-conditioned stride-4
-    # refinement (no 128-wide tensor at stride 4), one fusion block (docs/heads.md)
+    # refinement (no 128-wide tensor at stride 4), one fusion block (docs/head-seeds.md, docs/pareto.md)
     "edgeseg-r32-d1": ["--backbone", "mobilenetv3", "--head", "fusion", "--refine-width", "32", "--depth", "1"],
     "edgeseg-small": ["--backbone", "mobilenetv3-small", "--head", "fusion", "--width", "64", "--depth", "1",
                       "--out-stride", "8"],

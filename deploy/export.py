@@ -299,7 +299,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
     calib_size = checks.integer(calib_size, "--calib-size", 1, 100_000)
     verify_images = checks.integer(verify_images, "--verify-images", 1, 100_000)
     if img_size is not None:
-        img_size = checks.integer(img_size, "--img-size", 32, 4096)
+        img_size = checks.img_size(img_size)
     if max_classes is not None:
         max_classes = checks.integer(max_classes, "--max-classes", 1, checks.MAX_SLOTS,
                                      "every slot is a score map per pixel, and export embeds and verifies K_max names")
@@ -309,8 +309,6 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
     model, card = load_model(str(checkpoint))
     context = load_checkpoint(str(checkpoint)).get("context") if open_vocab else None
     if img_size is not None:
-        if img_size % 32:
-            raise UserError(f"--img-size {img_size} must be a multiple of 32")
         card["img_size"] = img_size
     card = dict(card, open_vocab=open_vocab, int8_io=int8_io, w8a8=coreml_w8a8,
                 onnx_int8_recipe=onnx_int8_recipe or ONNX_DEFAULT, tflite_int8_recipe=tflite_int8_recipe or TFLITE_DEFAULT,

@@ -98,6 +98,14 @@ def integer_list(value: str, name: str, low: int = 1, high: int | None = None) -
     return out
 
 
+def img_size(value: Any, name: str = "--img-size") -> int:
+    """A static input size: an integer in 32..4096 and a multiple of 32 (the backbone stride)."""
+    value = integer(value, name, 32, 4096)
+    if value % 32:
+        raise UserError(f"{name} {value} must be a multiple of 32 (the backbone stride)")
+    return value
+
+
 def threads(value: Any, name: str = "threads") -> int | None:
     """A runtime thread count: None (the runtime's default) or a positive integer."""
     return None if value is None else integer(value, name, 1, 1024)
