@@ -16,6 +16,7 @@ install: $(PY)
 install-all: $(PY)
 	$(PY) -m pip install -q -e ".[all]"
 	$(PY) -m pip install -q --no-deps "tflite-support==0.4.4"  # metadata binding for --mediapipe (see pyproject)
+	$(PY) -m pip install -q --no-deps "ultralytics==8.4.190"  # the YOLO26n-sem peer (see pyproject's peers extra)
 	@ldconfig -p 2>/dev/null | grep -q libusb-1.0 || { command -v apt-get >/dev/null && \
 	  (apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || sudo apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1) || \
 	  echo "warning: Debian's libusb-1.0-0 is missing (needed by tflite-support for --mediapipe)"; }

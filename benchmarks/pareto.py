@@ -25,9 +25,9 @@ from tqdm import tqdm
 from benchmarks.accuracy import artifact_miou
 from benchmarks.latency import _artifact, _timing
 from benchmarks.machine import describe_machine
+from benchmarks.peers import external_peer, load_trained, recipe_notes
 from deploy.calibration import load_inputs
 from edgeseg import checks
-from edgeseg.card import load_model
 from edgeseg.data import build_source
 from edgeseg.errors import UserError, cli_main
 from edgeseg.evaluate import evaluate_model
@@ -112,12 +112,17 @@ def markdown(rows: list[dict], torch_miou: dict[str, float], threads: list[int],
                 on = "yes" if r.get("passed") and (r["p50_ms"], r["miou"]) in best else ""
                 lines.append(f"| {target} {precision} | {model} | {100 * r['miou']:.1f} | {p50s} | {ratio} | {parity} "
                              f"| {on} |")
-    return "\n".join(lines) + "\n\n" + ratio_table(rows, models, threads[-1]) + note + "\n"
+    ratios = "".join(ratio_table(rows, models, threads[-1], reference) for reference in REFERENCES)
+    return "\n".join(lines) + "\n\n" + ratios + note + "\n"
+
+
+REFERENCES = ("lraspp", "yolo26n-sem")  # the peers every other model's latency is given relative to (when timed)
 
 
 def ratio_table(rows: list[dict], models: list[str], threads: int, reference: str = "lraspp") -> str:
     """Each model's latency over the reference peer's, per runtime × precision at `threads`: the median of the
-    per-round ratios (both timed in the same round), with their range — what a ratio from one run cannot show."""
+    per-round ratios (both timed in the same round), with their range — what a ratio from one run cannot show.
+    A cell whose row (either side) is below its parity threshold says so: it is not a valid comparison."""
     index = {(r["model"], r["target"], r["precision"], r["threads"]): r for r in rows}
     ours = [m for m in models if m != reference]
     targets, precisions = dict.fromkeys(r["target"] for r in rows), dict.fromkeys(r["precision"] for r in rows)
@@ -135,7 +140,9 @@ def ratio_table(rows: list[dict], models: list[str], threads: int, reference: st
                 cells.append("–")
                 continue
             per_round = [a / b for a, b in zip(mine["p50_rounds_ms"], peer["p50_rounds_ms"])]
-            cells.append(f"{np.median(per_round):.2f} ({min(per_round):.2f}–{max(per_round):.2f})")
+            invalid = [name for name, r in ((model, mine), (reference, peer)) if not r.get("passed", True)]
+            flag = f" **invalid: {' and '.join(invalid)} below parity**" if invalid else ""
+            cells.append(f"{np.median(per_round):.2f} ({min(per_round):.2f}–{max(per_round):.2f}){flag}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n"
 
@@ -179,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = [(m, t, p) for m in models for t in targets for p in precisions]
     loaded = {}
     for name, checkpoint in models.items():
-        model, card = load_model(checkpoint)
+        model, card = load_trained(checkpoint)
         trained[name] = card["img_size"]
         card = dict(card, open_vocab=False, source_checkpoint=file_hash(checkpoint), output=args.output,
                     img_size=args.img_size or card["img_size"])
@@ -218,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"artifact once in a rotated order, median of the rounds' p50s. Same K for every model; output: "
             + ("the S×S class mask (the upsample and argmax in the graph), the same for every model"
                if args.output == "mask" else "logits at each model's own stride (ours 4 or 8, LR-ASPP 8)")
-            + f". Machine: {describe_machine()}.")
+            + f". Machine: {describe_machine()}." + recipe_notes([external_peer(v[1]) for v in loaded.values()]))
     text = markdown(rows, torch_miou, threads, note)
     write_text(out / "pareto.md", text)
     write_json(out / "pareto.json", {"rows": rows, "torch_miou": torch_miou, "models": models})

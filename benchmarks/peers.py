@@ -3,7 +3,8 @@
 python -m benchmarks.peers --out runs/peers --iters 1200 [--seeds 0,1,2]   # trains the family and LR-ASPP alike
 
 Seed 0 of a model trains into OUT/NAME (what benchmarks.pareto times), seed N > 0 into OUT/NAME-seedN; with several
-seeds the table gives each model's mean ± sample std.
+seeds the table gives each model's mean ± sample std. FAMILY members train with edgeseg.train; EXTERNAL peers
+(YOLO26n-sem) with their own trainer and recipe, on the same data at the same budget in images seen.
 """
 from __future__ import annotations
 
@@ -64,11 +65,19 @@ def refined_head(card: dict) -> tuple[nn.Module, dict]:
     return build_model(peer_card).eval(), peer_card
 
 
+def yolo26n_sem(card: dict) -> tuple[nn.Module, dict]:
+    """Ultralytics YOLO26n-sem with our class count (random weights; needs ultralytics: benchmarks.yolo)."""
+    from benchmarks.yolo import build, card_for
+
+    return build(len(card["classes"]))[1], card_for(card["classes"], card["img_size"])
+
+
 PEERS: dict[str, Callable[[dict], tuple[nn.Module, dict]]] = {
     "lraspp": lraspp,
     "linear": other_head("linear"),
     "denseclip": other_head("denseclip"),
     "edgeseg-r32-d1": refined_head,
+    "yolo26n-sem": yolo26n_sem,
 }
 
 
@@ -92,13 +101,74 @@ FAMILY: dict[str, list[str]] = {
 }
 
 
+# Peers trained by their own trainer (same data, same images seen): name -> its module (train, load, HEAD).
+EXTERNAL: dict[str, str] = {"yolo26n-sem": "benchmarks.yolo"}
+# What an external run's identity is made of: the shared flags it honours (the rest are edgeseg.train's recipe).
+EXTERNAL_FLAGS = ("iters", "batch_size", "img_size", "data")
+
+
+def _external(name: str):
+    import importlib
+
+    return importlib.import_module(EXTERNAL[name])
+
+
+def train_external(name: str, train_args: list[str], out: Path, seed: int, dataset_root: Path) -> dict:
+    """Train (or reuse, when its budget, data and seed are unchanged) one seed of an EXTERNAL peer."""
+    import json
+    import sys
+
+    from edgeseg.config import parse_with_config, training_parser
+    from edgeseg.io import write_json
+
+    targs = parse_with_config(training_parser("edgeseg.train", ""), train_args)
+    identity = {flag: getattr(targs, flag) for flag in EXTERNAL_FLAGS} | {"seed": seed, "peer": name}
+    row_file = out / "row.json"
+    if row_file.is_file() and json.loads(row_file.read_text()).get("identity") == identity:
+        print(f"== {name}: reusing {row_file}", file=sys.stderr)
+        return json.loads(row_file.read_text())
+    row = _external(name).train(out, iters=targs.iters, batch=targs.batch_size, img_size=targs.img_size, seed=seed,
+                                data=targs.data, dataset_root=dataset_root)
+    row["identity"] = identity
+    write_json(row_file, row)
+    return row
+
+
 def train_family(names: list[str], train_args: list[str], out: Path, seeds: Sequence[int] = (0,)) -> list[dict]:
-    """Train (or reuse, when unchanged) each named model of FAMILY with the same shared flags, once per seed."""
+    """Train (or reuse, when unchanged) each named model (FAMILY or EXTERNAL) with the same shared flags, once per
+    seed."""
     from benchmarks.ablation import run_variant
 
-    return [dict(run_variant(name, FAMILY[name], [*train_args, "--seed", str(seed)],
-                             out / (name if seed == 0 else f"{name}-seed{seed}")), model=name)
-            for name in names for seed in seeds]
+    def one(name: str, seed: int) -> dict:
+        folder = out / (name if seed == 0 else f"{name}-seed{seed}")
+        if name in EXTERNAL:
+            return train_external(name, train_args, folder, seed, out / f"{name}-data")
+        return run_variant(name, FAMILY[name], [*train_args, "--seed", str(seed)], folder)
+
+    return [dict(one(name, seed), model=name) for name in names for seed in seeds]
+
+
+def recipe_notes(names: Sequence[str | None]) -> str:
+    """What differs in the recipes of the EXTERNAL peers among `names` (for a table's note; '' when none)."""
+    return "".join(f" {_external(n).RECIPE}." for n in dict.fromkeys(names) if n in EXTERNAL)
+
+
+def load_trained(path: str) -> tuple[nn.Module, dict]:
+    """A checkpoint trained by `python -m benchmarks.peers` (weights only): ours, or an EXTERNAL peer's (by the
+    head its card names) -> (model in eval mode, card)."""
+    from edgeseg.card import build_model, check_card
+    from edgeseg.io import load_checkpoint
+
+    payload = load_checkpoint(path)
+    card = check_card(payload["card"], path)
+    if name := external_peer(card):
+        return _external(name).load(payload)
+    return build_model(card, payload["model"]), card
+
+
+def external_peer(card: dict) -> str | None:
+    """The EXTERNAL peer a card describes (by the head it names), else None (one of ours)."""
+    return next((name for name in EXTERNAL if card["head"] == _external(name).HEAD), None)
 
 
 def seeds_table(rows: list[dict], note: str) -> str:
@@ -120,12 +190,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """python -m benchmarks.peers --out runs/peers [--models a,b] [shared edgeseg.train flags, e.g. --iters 1200]"""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", allow_abbrev=False,  # --seed is not --seeds
                                      description="Train our model family and the peers at equal budget.",
-                                     epilog="models: " + ", ".join(f"{k} = {' '.join(v)}" for k, v in FAMILY.items()))
-    parser.add_argument("--models", default=",".join(FAMILY), help="comma list (see below)")
+                                     epilog="models: " + ", ".join(f"{k} = {' '.join(v)}" for k, v in FAMILY.items())
+                                     + "; trained by their own trainer: " + ", ".join(
+                                         f"{k} ({EXTERNAL[k]})" for k in EXTERNAL))
+    parser.add_argument("--models", default=",".join(FAMILY), help="comma list (see below; default: FAMILY; "
+                        f"trained by their own trainer: {', '.join(EXTERNAL)})")
     parser.add_argument("--out", default="runs/peers")
     parser.add_argument("--seeds", default="0", help="comma list of training seeds (mean ± std over them)")
     args, train_args = parser.parse_known_args(argv)
-    names = choose(args.models, list(FAMILY), "model")
+    names = choose(args.models, [*FAMILY, *EXTERNAL], "model")
     if any(flag in train_args for flag in ("--backbone", "--head", "--out", "--preset", "--seed")):
         raise UserError("--backbone/--head/--preset/--out/--seed are set per model; pass only shared edgeseg.train "
                         "flags (seeds: --seeds)")
@@ -137,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices = ", ".join(dict.fromkeys(r.get("device", "not recorded") for r in rows))
     text = seeds_table(rows, "Every row: the same edgeseg.train flags (" + (" ".join(train_args) or "defaults")
                        + f"), data and augmentation; seeds {args.seeds}; only the model differs. Best val mIoU on "
-                       f"the embedded synthetic-scenes val split. Trained on: {devices}.")
+                       f"the embedded synthetic-scenes val split. Trained on: {devices}." + recipe_notes(names))
     write_text(Path(args.out) / "peers.md", text)
     write_json(Path(args.out) / "peers.json", rows)
     print(text)

@@ -153,7 +153,7 @@ def _peer_ckpts(out: Path) -> dict[str, Path]:
 
 # benchmarks.pareto's family beside the demo model (trained by the peers step), and the seeded accuracy study of
 # the speed changes (each model x 3 seeds; docs/family-seeds.md decides which changes are kept).
-PARETO_FAMILY = "edgeseg-r32-d1,edgeseg-w64-d1,edgeseg-s8,edgeseg-small,lraspp"
+PARETO_FAMILY = "edgeseg-r32-d1,edgeseg-w64-d1,edgeseg-s8,edgeseg-small,lraspp,yolo26n-sem"
 SEEDED_FAMILY = "edgeseg,edgeseg-r32-d1,edgeseg-s8,edgeseg-w64,edgeseg-w64-d1,edgeseg-w32,edgeseg-small,lraspp"
 
 STEPS: dict[str, Step] = {
@@ -279,7 +279,7 @@ STEPS: dict[str, Step] = {
         fast=lambda d: ["--models", "edgeseg-small,lraspp", *TINY, "--out", str(d)],
         table=_read("peers.md"),
         checkpoints=_trained,
-        cost="40 min"),
+        cost="50 min (YOLO26n-sem: 10 min)"),
     "pareto": Step(
         "pareto", "The accuracy–latency frontier", "benchmarks.pareto",
         full=lambda d: ["--models", _family(d.parent), "--runs", "100", "--out", str(d)],
@@ -306,12 +306,14 @@ STEPS: dict[str, Step] = {
         table=_read("peers.md"), checkpoints=_trained,
         cost="about 6 GPU minutes on an H100 as 12 parallel processes (one per model and seed); 3 hours on 2 CPU cores"),
     "head-seeds": Step(
-        "head-seeds", "The redesigned head against LR-ASPP: best val mIoU over 3 seeds at the demo's budget",
-        "benchmarks.peers",
-        full=lambda d: ["--models", "edgeseg-r32-d1,lraspp", "--seeds", "0,1,2", "--iters", "1200", "--out", str(d)],
+        "head-seeds", "The redesigned head against LR-ASPP and YOLO26n-sem: best val mIoU over 3 seeds at the demo's "
+        "budget", "benchmarks.peers",
+        full=lambda d: ["--models", "edgeseg-r32-d1,lraspp,yolo26n-sem", "--seeds", "0,1,2", "--iters", "1200",
+                        "--out", str(d)],
         fast=lambda d: ["--models", "edgeseg-r32-d1", "--seeds", "0,1", *TINY, "--out", str(d)],
         table=_read("peers.md"), checkpoints=_trained,
-        cost="50 min on 2 CPU cores as two single-thread processes (one per model); minutes on a GPU"),
+        cost="50 min on 2 CPU cores as two single-thread processes (one per model), and 30 min for YOLO26n-sem's 3 "
+             "seeds; minutes on a GPU"),
     "zeroshot": Step(
         "zeroshot-results", "Zero-shot benchmark", "benchmarks.zeroshot",
         full=lambda d: ["--iters", "600", "--out", str(d)],

@@ -4,7 +4,8 @@
 Roles (`ROLES`):
   early      the backbone's layers whose output is at stride <= 4 (stem and first stages), found by running
              the graph once with hooks, whatever the backbone's module names are (timm, torchvision, ...);
-  attention  attention, LayerNorm and the fusion module (a transformer's small matmuls and normalisations);
+  attention  attention, LayerNorm and the fusion module (a transformer's small matmuls and normalisations), and
+             any library's attention module (a class named `*Attention`: timm's, ultralytics' C2PSA, ...);
   score      the cosine pixel-text score (and MVP-SEG's multi-view score);
   embedding  the 1x1 embeddings whose output feeds a cosine score (quantized, they flip argmaxes: measured).
 
@@ -50,6 +51,12 @@ def _attention_types() -> tuple[type, ...]:
     from edgeseg.models.layers import Attention
 
     return BidirectionalFusion, Attention, nn.LayerNorm, nn.MultiheadAttention
+
+
+def foreign_attention(module: torch.nn.Module) -> bool:
+    """Another library's self-attention block (timm's `Attention`, ultralytics' `Attention` in C2PSA, ...): by its
+    class name, the one thing those libraries share."""
+    return type(module).__name__.endswith("Attention")
 
 
 def _score_types() -> tuple[type, ...]:
@@ -117,7 +124,7 @@ def modules_in_roles(graph: torch.nn.Module, example_inputs: tuple, roles: tuple
     by_type = (_attention_types() if "attention" in roles else ()) + (_score_types() if "score" in roles else ())
     for path, module in graph.named_modules():
         parts = path.split(".")
-        if by_type and isinstance(module, by_type):
+        if (by_type and isinstance(module, by_type)) or ("attention" in roles and foreign_attention(module)):
             paths.append(path)
         elif "embedding" in roles and "head" in parts and parts[-1] in EMBEDDINGS:
             paths.append(path)

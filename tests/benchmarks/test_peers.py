@@ -77,3 +77,8 @@ def test_ratio_table_pairs_rounds():
     text = ratio_table(rows, ["edgeseg", "lraspp"], 2)
     assert "| edgeseg | 2.00 (1.00–2.00) |" in text and "median of the 3 rounds' ratios" in text
     assert ratio_table(rows, ["edgeseg"], 2) == ""  # no reference peer timed: no table
+    rows[1]["passed"] = False  # the peer's artifact below its parity threshold: the cell is not a valid ratio
+    assert "2.00 (1.00–2.00) **invalid: lraspp below parity** |" in ratio_table(rows, ["edgeseg", "lraspp"], 2)
+    rows.append(row("yolo26n-sem", [1.0, 1.0, 1.0]))  # a second reference peer: its own table beside
+    assert "| edgeseg | 3.00 (2.00–4.00) |" in ratio_table(rows, ["edgeseg", "lraspp", "yolo26n-sem"], 2,
+                                                         "yolo26n-sem")
