@@ -191,9 +191,9 @@ STEPS: dict[str, Step] = {
         table=_read("results.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"},
         images={"latency.png": "latency-outputs.png"}, cost="10 min"),
     "profile": Step(
-        "profile", "Where the milliseconds go at 128² and 512²: per-layer time by module, ours, the refined head and LR-ASPP",
-        "benchmarks.profile",
-        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--peers", "lraspp,edgeseg-r32-d1", "--targets",
+        "profile", "Where the milliseconds go at 128² and 512²: per-layer time by module, ours, the refined head, "
+        "LR-ASPP and YOLO26n-sem", "benchmarks.profile",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--peers", "lraspp,edgeseg-r32-d1,yolo26n-sem", "--targets",
                         "openvino,onnx", "--precisions", "fp32,int8", "--img-size", "128,512", "--threads", "2",
                         "--runs", "30", "--out", str(d)],
         fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--precisions", "fp32",
@@ -273,6 +273,14 @@ STEPS: dict[str, Step] = {
         fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--sizes", "64", "--threads", "1",
                         "--rounds", "1", "--runs", "2", "--warmup", "1", "--verify-images", "2", "--out", str(d)],
         table=_read("rewrites.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="6 min"),
+    "rewrites-int8": Step(
+        "rewrites-int8", "Exact export rewrites at int8, measured per runtime", "benchmarks.rewrites",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--precision", "int8", "--sizes", "128,512",
+                        "--threads", "2", "--rounds", "5", "--runs", "100", "--out", str(d)],
+        fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--precision", "int8", "--targets", "onnx", "--sizes",
+                        "64", "--threads", "1", "--rounds", "1", "--runs", "2", "--warmup", "1", "--verify-images",
+                        "2", "--out", str(d)],
+        table=_read("rewrites.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="20 min"),
     "peers": Step(
         "peers", "Our family and the peers trained at equal budget (the demo's recipe)", "benchmarks.peers",
         full=lambda d: ["--models", PARETO_FAMILY, "--iters", "1200", "--out", str(d)],
@@ -325,10 +333,10 @@ STEPS: dict[str, Step] = {
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
 # GPU-sized: --steps all).
 DEFAULT_STEPS = ["demo", "parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "heads",
-                 "distillation", "train-speed", "ablation", "onnx-int8", "rewrites", "peers", "tflite-int8", "pareto",
-                 "pareto-512"]
+                 "distillation", "train-speed", "ablation", "onnx-int8", "rewrites", "rewrites-int8", "peers",
+                 "tflite-int8", "pareto", "pareto-512"]
 NEEDS_DEMO = {"parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "onnx-int8",
-              "rewrites", "tflite-int8", "pareto", "pareto-512"}
+              "rewrites", "rewrites-int8", "tflite-int8", "pareto", "pareto-512"}
 
 # `docs/NAME.md` copies the file's whole body; `docs/NAME.md#first` only its first paragraph (e.g. a summary table).
 BLOCK = re.compile(r"(<!-- report: (?P<doc>[\w./-]+)(?:#(?P<part>first))? -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)

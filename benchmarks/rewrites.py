@@ -25,6 +25,7 @@ from edgeseg.errors import UserError, choose, cli_main
 from edgeseg.io import file_hash
 
 TARGETS = ("onnx", "openvino", "tflite")  # the runtimes that run here (Core ML needs macOS)
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _export(checkpoint: str, folder: Path, target: str, size: int, rewrite: str, args) -> dict:
@@ -85,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rewrites", default=",".join(REWRITES), help=f"comma list of {', '.join(REWRITES)}")
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma list of {', '.join(TARGETS)}")
     parser.add_argument("--sizes", default="128,512", help="input sizes (multiples of 32)")
-    parser.add_argument("--precision", default="fp32", help="fp32 or fp16 (the rewrites' precisions)")
+    parser.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 (int8: calibrated on --calib-data, "
+                        "the keep-float roles of deploy.roles; DOCS/rewrites-int8.md)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="alternated timing rounds (a process per artifact each)")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per artifact per round")
@@ -93,14 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verify-images", type=int, default=16)
     parser.add_argument("--calib-data", default="synthetic")
     parser.add_argument("--out", default="runs/rewrites")
-    parser.add_argument("--docs", default=None, help="also write DOCS/rewrites.md")
+    parser.add_argument("--docs", default=None, help="also write DOCS/rewrites.md (DOCS/rewrites-PRECISION.md)")
     args = parser.parse_args(argv)
     names, targets = choose(args.rewrites, list(REWRITES), "rewrite"), choose(args.targets, list(TARGETS), "target")
     if not names or not targets:
         raise UserError("give at least one rewrite and one target")
     sizes = checks.integer_list(args.sizes, "--sizes", 32, 4096)
-    if args.precision not in ("fp32", "fp16"):
-        raise UserError(f"--precision {args.precision}: the rewrites apply to fp32 and fp16")
+    if args.precision not in PRECISIONS:
+        raise UserError(f"unknown --precision {args.precision}; valid: {', '.join(PRECISIONS)}")
     checks.threads(args.threads, "--threads")
     for value, flag in ((args.rounds, "--rounds"), (args.runs, "--runs"), (args.verify_images, "--verify-images")):
         checks.integer(value, flag, 1)
@@ -126,10 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "of 1 are timing noise. On by default where parity passed at every size, the rewrite was faster beyond the "
             "noise at one size and slower beyond it at none: "
             + "; ".join(f"`{n}`: {', '.join(t) or 'none'}" for n, t in faster.items())
-            + ". Shipped defaults (deploy.rewrites.REWRITES): "
-            + "; ".join(f"`{n}`: {', '.join(r.targets)}" for n, r in REWRITES.items()) + ".")
-    publish(out, "rewrites", markdown(rows, note), {"rows": rows, "faster": faster}, args.docs, "rewrites",
-            "Exact export rewrites, measured per runtime", argv, {"model": file_hash(args.checkpoint)})
+            + f". Shipped defaults at {args.precision} (deploy.rewrites.REWRITES): "
+            + "; ".join(f"`{n}`: {', '.join(r.on.get(args.precision, ())) or 'none'}" for n, r in REWRITES.items())
+            + ".")
+    doc = "rewrites" if args.precision == "fp32" else f"rewrites-{args.precision}"
+    publish(out, "rewrites", markdown(rows, note), {"rows": rows, "faster": faster}, args.docs, doc,
+            f"Exact export rewrites, measured per runtime ({args.precision})", argv, {"model": file_hash(args.checkpoint)})
     return 0
 
 

@@ -16,12 +16,13 @@ ultralytics==8.4.190`; `make install-all` does both.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -46,12 +47,40 @@ HEAD = "yolo26-sem"  # the card's head: what `load` dispatches on
 def _ultralytics():
     """The ultralytics package, offline (its own progress bars kept); a clear error where it is not installed."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    try:
-        import ultralytics
-    except ImportError as exc:
-        raise UserError(f"the {NAME} peer needs ultralytics: pip install -e .[peers] && pip install --no-deps "
-                        "ultralytics==8.4.190 (make install-all does both)") from exc
+    with process_kept():
+        try:
+            import ultralytics
+        except ImportError as exc:
+            raise UserError(f"the {NAME} peer needs ultralytics: pip install -e .[peers] && pip install --no-deps "
+                            "ultralytics==8.4.190 (make install-all does both)") from exc
     return ultralytics
+
+
+@contextlib.contextmanager
+def process_kept() -> Iterator[None]:
+    """Undo what ultralytics does to the whole process on import, and its trainer and exporter on each run:
+    PIL.Image.open and torch.save patched (a broken image then makes it try to pip-install a HEIF plugin),
+    OMP_NUM_THREADS=1 for every process started after it, torch's threads set to min(8, cores - 1), OpenCV's to
+    0 — so a peer loaded or trained in a process changes nothing for the models measured beside it."""
+    from PIL import Image
+
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    saved = (Image.open, torch.save, torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"),
+             cv2.getNumThreads() if cv2 else None)
+    try:
+        yield
+    finally:
+        Image.open, torch.save = saved[0], saved[1]
+        torch.set_num_threads(saved[2])
+        if saved[3] is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved[3]
+        if cv2 is not None:
+            cv2.setNumThreads(saved[4])
 
 
 class YoloSemLogits(nn.Module):
@@ -154,9 +183,10 @@ def train(out: Path, *, iters: int, batch: int, img_size: int, seed: int, data: 
     epochs = epochs_for(iters, batch, train_images)
     yolo = ultralytics.YOLO(CONFIG, task="semantic")
     started = time.time()
-    yolo.train(data=str(data_yaml), epochs=epochs, imgsz=img_size, batch=batch, seed=seed, deterministic=True,
-               workers=0, device=0 if torch.cuda.is_available() else "cpu", project=str(out.resolve()),
-               name="ultralytics", exist_ok=True, plots=False, amp=torch.cuda.is_available(), verbose=False)
+    with process_kept():  # its CPU device setup sets torch's threads to min(8, cores - 1): its recipe, its run only
+        yolo.train(data=str(data_yaml), epochs=epochs, imgsz=img_size, batch=batch, seed=seed, deterministic=True,
+                   workers=0, device=0 if torch.cuda.is_available() else "cpu", project=str(out.resolve()),
+                   name="ultralytics", exist_ok=True, plots=False, amp=torch.cuda.is_available(), verbose=False)
     seconds = time.time() - started
     best = yolo.model  # ultralytics reloads its best epoch into the model when training ends
     card = card_for(classes, img_size, dataset=data or "synthetic-scenes", pretrained="none", seed=seed)

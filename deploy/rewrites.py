@@ -41,6 +41,7 @@ class FoldedMaskScore(nn.Module):
     def __init__(self, model: Segmenter, size: int, dtype: str) -> None:
         super().__init__()
         self.model = model
+        self.score = FoldedScore()
         self.post = PostProcess("mask", size, dtype)
 
     def forward(self, image: torch.Tensor, text: torch.Tensor | None = None,
@@ -54,15 +55,30 @@ class FoldedMaskScore(nn.Module):
         features = self.model.backbone(image)
         x, tokens = head.fused(features, self.model.text_embeddings if text is None else text, valid)
         pixels = head.decode(features, x)[-1]
+        scores = self.score(tokens, pixels, head.pixel_embed.weight, head.pixel_embed.bias)
+        return mask_class_maps(scores, valid)
+
+
+class FoldedScore(nn.Module):
+    """The folded score (t̂_k W) m + t̂_k b: [B, K, D] tokens, [B, D, h, w] decoder map -> [B, K, h, w]. Its own
+    module so that int8 finds it in the `score` role (deploy.roles), like the cosine score it replaces."""
+
+    def forward(self, tokens: torch.Tensor, pixels: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor) -> torch.Tensor:
         unit = l2_normalize(tokens, dim=-1)  # [B, K, D]
-        weight = torch.matmul(unit, head.pixel_embed.weight.flatten(1))  # [B, K, D]
-        bias = torch.matmul(unit, head.pixel_embed.bias.unsqueeze(-1))  # [B, K, 1]
+        folded_weight = torch.matmul(unit, weight.flatten(1))  # [B, K, D]
+        folded_bias = torch.matmul(unit, bias.unsqueeze(-1))  # [B, K, 1]
         batch, channels, height, width = pixels.shape
         if batch == 1:  # the export's static batch: plain 2-D matmuls, no batch dimension in the graph
-            scores = (torch.matmul(weight[0], pixels.reshape(channels, height * width)) + bias[0]).unsqueeze(0)
+            scores = (torch.matmul(folded_weight[0], pixels.reshape(channels, height * width))
+                      + folded_bias[0]).unsqueeze(0)
         else:
-            scores = torch.matmul(weight, pixels.reshape(batch, channels, height * width)) + bias
-        return mask_class_maps(scores.reshape(batch, -1, height, width), valid)
+            scores = torch.matmul(folded_weight, pixels.reshape(batch, channels, height * width)) + folded_bias
+        return scores.reshape(batch, -1, height, width)
+
+
+# int8: the fold measured at int8 (the keep-float roles apply to the folded score as to the cosine it replaces)
+INT8_FOLD_TARGETS: tuple[str, ...] = ("onnx", "tflite")
 
 
 def _folds(graph: nn.Module, card: dict) -> bool:
@@ -75,17 +91,21 @@ def _folds(graph: nn.Module, card: dict) -> bool:
 class Rewrite:
     applies: Callable[[nn.Module, dict], bool]  # (export graph before the output step, card)
     build: Callable[[nn.Module, dict], nn.Module]  # -> the whole graph, output step included
-    targets: tuple[str, ...]  # where it is on by default (measured: docs/rewrites.md)
-    precisions: tuple[str, ...]  # int8 waits for one keep-float policy by role (issue #25/#26)
+    on: dict[str, tuple[str, ...]]  # precision -> the targets where it is on by default (measured: docs/rewrites*.md)
     about: str
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every target it is on by default at some precision."""
+        return tuple(dict.fromkeys(t for targets in self.on.values() for t in targets))
 
 
 REWRITES: dict[str, Rewrite] = {
     "fold-mask-score": Rewrite(
         _folds, lambda graph, card: FoldedMaskScore(_segmenter(graph), card["img_size"], card["mask_dtype"]).eval(),
-        # on where docs/rewrites.md measured it faster at 128² and 512² (ONNX Runtime at 128² is within its timing
-        # noise there); Core ML: not measurable on Linux, so off until a Mac measures it
-        ("onnx", "openvino", "tflite"), ("fp32", "fp16"),
+        # on where benchmarks.rewrites measured it faster at 128² or 512² and slower at neither (docs/rewrites.md,
+        # docs/rewrites-int8.md); Core ML: not measurable on Linux, so off until a Mac measures it
+        {"fp32": ("onnx", "openvino", "tflite"), "fp16": ("onnx", "openvino", "tflite"), "int8": INT8_FOLD_TARGETS},
         "class-mask graphs of the fusion head: pixel embedding + cosine folded into one K x D matmul per image"),
 }
 
@@ -104,10 +124,12 @@ def choose(value: str | None) -> list[str] | None:
 
 def requested(card: dict, target: str, precision: str) -> list[str]:
     """The rewrites an export of this card asks for on `target` x `precision` (before checking the graph).
-    `card["rewrites"]`: None = each rewrite on its measured targets; a list = exactly those."""
+    `card["rewrites"]`: None = each rewrite where it is on by default (its measured targets x precisions);
+    a list = exactly those."""
     asked = card.get("rewrites")
-    names = [n for n, r in REWRITES.items() if target in r.targets] if asked is None else list(asked)
-    return [n for n in names if precision in REWRITES[n].precisions]
+    if asked is None:
+        return [n for n, r in REWRITES.items() if target in r.on.get(precision, ())]
+    return list(asked)  # asked for by name: at any precision (the parity gate still decides)
 
 
 def apply(graph: nn.Module, card: dict, target: str, precision: str) -> tuple[nn.Module | None, list[str]]:

@@ -6,7 +6,8 @@ Roles (`ROLES`):
              the graph once with hooks, whatever the backbone's module names are (timm, torchvision, ...);
   attention  attention, LayerNorm and the fusion module (a transformer's small matmuls and normalisations), and
              any library's attention module (a class named `*Attention`: timm's, ultralytics' C2PSA, ...);
-  score      the cosine pixel-text score (and MVP-SEG's multi-view score);
+  score      the cosine pixel-text score (and MVP-SEG's multi-view score, and the folded score of
+             deploy.rewrites' fold-mask-score);
   embedding  the 1x1 embeddings whose output feeds a cosine score (quantized, they flip argmaxes: measured).
 
 `KEEP_FLOAT[target]` is the one policy: the roles each int8 target keeps float, the same for every model;
@@ -60,10 +61,11 @@ def foreign_attention(module: torch.nn.Module) -> bool:
 
 
 def _score_types() -> tuple[type, ...]:
+    from deploy.rewrites import FoldedScore
     from edgeseg.models.layers import CosineScore
     from edgeseg.models.prompting import MultiViewScore
 
-    return CosineScore, MultiViewScore
+    return CosineScore, MultiViewScore, FoldedScore
 
 
 def _outermost(paths: list[str]) -> list[str]:
@@ -123,6 +125,8 @@ def modules_in_roles(graph: torch.nn.Module, example_inputs: tuple, roles: tuple
         paths += early_modules(graph, example_inputs)
     by_type = (_attention_types() if "attention" in roles else ()) + (_score_types() if "score" in roles else ())
     for path, module in graph.named_modules():
+        if not path:  # the graph itself plays no role (e.g. a test graph whose class is named *Attention)
+            continue
         parts = path.split(".")
         if (by_type and isinstance(module, by_type)) or ("attention" in roles and foreign_attention(module)):
             paths.append(path)
@@ -149,6 +153,21 @@ def onnx_module_path(node_name: str) -> str:
 def inside(path: str, modules: list[str]) -> bool:
     """Whether module `path` is one of `modules` or inside one."""
     return any(path == m or path.startswith(m + ".") for m in modules)
+
+
+def as_called(modules: list[str], called: list[str]) -> list[str]:
+    """Module paths as an exporter that scopes nodes by the modules *called* spells them (`called`: the module
+    paths its nodes carry): a parent whose forward never ran is not in its names — a rewrite that calls
+    `self.model.backbone` directly gets nodes `/backbone/...`, not `/model/backbone/...` — so leading parts that
+    name no called top-level module are dropped."""
+    tops = {path.split(".")[0] for path in called if path}
+    spelled = []
+    for path in modules:
+        parts = path.split(".")
+        while len(parts) > 1 and parts[0] not in tops:
+            parts = parts[1:]
+        spelled.append(".".join(parts))
+    return spelled
 
 
 def openvino_patterns(modules: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.roles import float_roles, inside, modules_in_roles, onnx_module_path
+from deploy.roles import as_called, float_roles, inside, modules_in_roles, onnx_module_path
 from deploy.targets import INPUT_NAMES
 
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
@@ -122,8 +122,9 @@ def export(graph: torch.nn.Module, example_inputs: tuple, path: Path, precision:
             # softmax and the cosine score stay float, and so do the two 1x1 embeddings that feed the cosine
             # (quantizing them flips argmaxes; measured).
             recipe = RECIPES[recipe_of(card)]
-            keep = modules_in_roles(graph, example_inputs, float_roles("onnx", bool(recipe.get("early"))))
             nodes = onnx.load(str(prepped)).graph.node
+            keep = as_called(modules_in_roles(graph, example_inputs, float_roles("onnx", bool(recipe.get("early")))),
+                             [onnx_module_path(n.name) for n in nodes])
             kept = {n.name for n in nodes if inside(onnx_module_path(n.name), keep)}
             keep_float = [n.name for n in nodes if n.op_type == "Conv" and n.name in kept]
             op_types = ["Conv"]

@@ -1,17 +1,35 @@
 """YOLO26n-sem as a trained peer: trained by its own trainer on our data (benchmarks.peers), saved weights-only,
 and our view of it (exported by our exporter) computes exactly what its own exporter's ONNX graph computes."""
+import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("ultralytics")
+from benchmarks.peers import load_trained
+from benchmarks.yolo import HEAD, _ultralytics, build, epochs_for, process_kept
+from deploy.roles import modules_in_roles
+from tests.conftest import run_cli
 
-from benchmarks.peers import load_trained  # noqa: E402
-from benchmarks.yolo import HEAD, build, epochs_for  # noqa: E402
-from deploy.roles import modules_in_roles  # noqa: E402
-from tests.conftest import run_cli  # noqa: E402
+# imported only through benchmarks.yolo (which undoes the thread settings its import makes for the whole process)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="ultralytics not installed")
+
+
+def test_importing_it_leaves_the_process_alone(tmp_path):
+    import os
+
+    from PIL import Image
+
+    from edgeseg.errors import UserError
+    from edgeseg.io import read_image
+
+    before = (Image.open, torch.save, torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
+    _ultralytics()
+    assert (Image.open, torch.save, torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")) == before
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")  # its patched Image.open would try to pip-install pi-heif
+    with pytest.raises(UserError):
+        read_image(tmp_path / "broken.jpg")
 
 
 def test_equal_budget_is_whole_epochs_of_at_least_the_images_seen():
@@ -38,7 +56,6 @@ def test_roles_find_its_early_layers_and_its_attention():
 
 def test_trained_peer_round_trips_and_matches_its_own_exporter(tmp_path, folder_dataset):
     import onnxruntime as ort
-    from ultralytics import YOLO
 
     flags = ["--models", "yolo26n-sem", "--iters", "2", "--batch-size", "4", "--img-size", "64",
              "--data", f"folder:{folder_dataset}", "--out", str(tmp_path / "peers")]
@@ -51,8 +68,9 @@ def test_trained_peer_round_trips_and_matches_its_own_exporter(tmp_path, folder_
     assert card["head"] == HEAD and card["output_stride"] == 8 and card["classes"] == ["sky", "grass", "road"]
     assert card["mean"] == [0.0] * 3 and card["std"] == [1.0] * 3  # RGB in [0, 1], as its trainer feeds it
     # its own exporter (ONNX: bilinear x8 + argmax baked in) and our view + the same ending agree on every pixel
-    onnx_file = YOLO(str(tmp_path / "peers/yolo26n-sem/ultralytics/weights/best.pt")).export(
-        format="onnx", imgsz=64, simplify=False, dynamic=False)
+    with process_kept():  # its exporter's device setup sets torch's threads for the process
+        onnx_file = _ultralytics().YOLO(str(tmp_path / "peers/yolo26n-sem/ultralytics/weights/best.pt")).export(
+            format="onnx", imgsz=64, simplify=False, dynamic=False)
     session = ort.InferenceSession(onnx_file)
     images = torch.rand(3, 1, 3, 64, 64)
     theirs = np.stack([session.run(None, {session.get_inputs()[0].name: x.numpy()})[0][0] for x in images])

@@ -54,7 +54,10 @@ def test_rewrites_apply_only_where_they_are_exact_and_asked(tiny_run):
     assert apply(model, dict(mask, rewrites=["fold-mask-score"]), "coreml", "fp32")[1] == ["fold-mask-score"]
     assert apply(model, dict(mask, rewrites=[]), "openvino", "fp32") == (None, [])
     assert apply(model, dict(card, output="probs", rewrites=None), "openvino", "fp32") == (None, [])  # softmax needs scale
-    assert apply(model, mask, "openvino", "int8") == (None, [])  # int8: not until one keep-float policy by role
+    # int8: on where measured faster at int8 (docs/rewrites-int8.md); asked for by name, at any precision
+    assert apply(model, mask, "onnx", "int8")[1] == ["fold-mask-score"] == apply(model, mask, "tflite", "int8")[1]
+    assert apply(model, mask, "openvino", "int8") == (None, [])
+    assert apply(model, dict(mask, rewrites=["fold-mask-score"]), "openvino", "int8")[1] == ["fold-mask-score"]
     # the refined head's logits add a second score (stride-4 refinement): no per-pixel factor to fold, not applied
     from edgeseg.models import Segmenter
 
@@ -79,3 +82,27 @@ def test_rewritten_artifact_matches_the_unrewritten_torch_graph(target, tiny_run
     with torch.no_grad():
         for x in _inputs(card, 2):
             assert (predictor.run(x.numpy()) == plain(x).numpy()[0]).mean() >= 0.999
+
+
+def test_folded_int8_keeps_the_same_roles_float(tiny_run, tmp_path):
+    """The folded graph calls the segmenter's parts directly (ONNX names them /backbone/..., not /model/...): the
+    keep-float roles still find them, and the folded score plays the `score` role like the cosine it replaces."""
+    import onnx
+
+    from deploy.roles import as_called, modules_in_roles
+
+    model, card = load_model(str(tiny_run / "best.pt"))
+    folded = FoldedMaskScore(model, card["img_size"], "uint8").eval()
+    image = (torch.zeros(1, 3, card["img_size"], card["img_size"]),)
+    assert "score" in modules_in_roles(folded, image, ("score",))
+    assert as_called(["model.backbone.body.conv_stem", "score"], ["backbone.body", "score", "post"]) == [
+        "backbone.body.conv_stem", "score"]
+    assert as_called(["inner.head.score"], ["inner.head"]) == ["inner.head.score"]  # a called parent stays
+    report = export(tiny_run / "best.pt", "onnx", "int8", tmp_path, output="mask", verify_images=2,
+                    calib_data="synthetic", calib_size=4, enforce=False, progress=False)[0]
+    folder = tmp_path / "onnx-int8-mask"
+    assert json.loads((folder / "card.json").read_text())["rewrites_applied"] == ["fold-mask-score"]
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    float_convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    assert any(name.startswith("/backbone/body/conv_stem/") for name in float_convs)  # the `early` role: float
+    assert report["compared"] == "masks" and report["pixel_agreement"] > 0.9
