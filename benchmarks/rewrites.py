@@ -1,6 +1,6 @@
 """Each exact export rewrite (deploy.rewrites) measured per runtime: the same checkpoint exported with and
 without it (class-mask output, each size), both parity-checked against torch, each timed in a process of its
-own in alternated rounds. A rewrite is on by default (`REWRITES[name].targets`) only where this table shows it
+own in alternated rounds. A rewrite is on by default (`REWRITES[name].on`, per precision) only where this table shows it
 faster (`verdict`).
 
 python -m benchmarks.rewrites --checkpoint runs/demo/best.pt --sizes 128,512 --docs docs

@@ -36,7 +36,7 @@ NAME = "yolo26n-sem"
 RECIPE = (f"{NAME}: Ultralytics' YOLO26n-sem (its yolo26-sem.yaml at scale n, random init), trained by its own "
           "trainer and recipe (its augmentation, CE + Dice + P4 auxiliary losses, ENet class weights, optimizer "
           "'auto' = AdamW at its own lr for short runs, best epoch by its validation) on the same train split for the "
-          "same images seen rounded up to whole epochs (1200 x 16 = 19,200 -> 10 epochs of 2,000 = 20,000); scored "
+          "same images seen (iterations x batch) rounded up to whole epochs (each row's epochs, images_seen); scored "
           "with our mIoU on the same val split; exported by our exporter with the same class-mask ending (bilinear x8 "
           "+ argmax, what its own ONNX/OpenVINO exporter bakes in: a test checks the two masks agree on every "
           "pixel), the same int8 keep-float roles (early layers found by stride; C2PSA's attention) and parity gates")
@@ -190,9 +190,9 @@ def train(out: Path, *, iters: int, batch: int, img_size: int, seed: int, data: 
     seconds = time.time() - started
     best = yolo.model  # ultralytics reloads its best epoch into the model when training ends
     card = card_for(classes, img_size, dataset=data or "synthetic-scenes", pretrained="none", seed=seed)
-    checkpoint = save_checkpoint(out / "best.pt", {"card": card, "model": {k: v.detach().cpu().clone() for k, v in
-                                                                          best.float().state_dict().items()}})
-    view, card = load({"card": card, "model": torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]})
+    payload = {"card": card, "model": {k: v.detach().cpu().clone() for k, v in best.float().state_dict().items()}}
+    save_checkpoint(out / "best.pt", payload)
+    view, card = load(payload)  # rebuilt from its config, as benchmarks.pareto will (tests load the file back)
     miou = evaluate_model(view, card, build_source(data, "val", img_size), progress=False)["mIoU"]
     print(f"== {NAME} seed {seed}: {epochs} epochs, our val mIoU {100 * miou:.1f}", file=sys.stderr)
     return {"variant": NAME, "flags": f"ultralytics {ultralytics.__version__} {CONFIG}, its recipe, {epochs} epochs",

@@ -94,11 +94,6 @@ class Rewrite:
     on: dict[str, tuple[str, ...]]  # precision -> the targets where it is on by default (measured: docs/rewrites*.md)
     about: str
 
-    @property
-    def targets(self) -> tuple[str, ...]:
-        """Every target it is on by default at some precision."""
-        return tuple(dict.fromkeys(t for targets in self.on.values() for t in targets))
-
 
 REWRITES: dict[str, Rewrite] = {
     "fold-mask-score": Rewrite(
