@@ -27,15 +27,16 @@ from edgeseg.errors import UserError, cli_main
 from edgeseg.io import write_json, write_text
 from edgeseg.presets import PRESETS, describe
 from edgeseg.train import Run, train
+from edgeseg.registry import Registry
 
 # variant id (also its folder under OUT) -> edgeseg.train flags; the plain heads first, then the presets.
-VARIANTS: dict[str, list[str]] = {
+VARIANTS: Registry[list[str]] = Registry("variant", {
     "plain-fusion": ["--head", "fusion"],
     "plain-denseclip": ["--head", "denseclip"],
     "fusion-context": ["--head", "fusion", "--context-tokens", "8"],
     "fusion-icpc-loss": ["--head", "fusion", "--multiscale-align", "--contrastive-weight", "0.5"],
     **{name: ["--preset", name] for name in PRESETS},
-}
+})
 
 # Training flags that change how fast a run goes, not what it computes (each sample's augmentation is seeded by
 # its index, so the data-loader worker count does not change the batches).
@@ -141,9 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, train_args = parser.parse_known_args(argv)
     if any(flag in train_args for flag in ("--preset", "--head", "--out")):
         raise UserError("--preset/--head/--out are set per variant; pass only the shared edgeseg.train flags")
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if unknown := [n for n in names if n not in VARIANTS]:
-        raise UserError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
+    names = VARIANTS.choose(args.variants)
     out = Path(args.out)
     rows = [run_variant(name, VARIANTS[name], train_args, out / name) for name in names]
     first = rows[0]

@@ -15,7 +15,7 @@ from benchmarks.ablation import run_variant
 from benchmarks.cost import count_params
 from benchmarks.machine import cpu_info
 from edgeseg.card import load_model
-from edgeseg.errors import UserError, choose, cli_main
+from edgeseg.errors import UserError, cli_main
 from edgeseg.io import write_json, write_text
 from edgeseg.models import HEADS
 
@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--heads", default="fusion,denseclip,linear", help=f"comma list of {', '.join(HEADS)}")
     parser.add_argument("--out", default="runs/heads")
     args, train_args = parser.parse_known_args(argv)
-    heads = choose(args.heads, list(HEADS), "head")
+    heads = HEADS.choose(args.heads)
     if any(flag in train_args for flag in ("--head", "--out")):
         raise UserError("--head/--out are set per head; pass only the shared edgeseg.train flags")
     rows = []

@@ -28,6 +28,7 @@ from benchmarks.machine import cpu_info, peak_gflops
 from benchmarks.peers import PEERS
 from deploy.calibration import load_inputs
 from deploy.export import export_one
+from deploy.outputs import OUTPUTS
 from deploy import rewrites
 from deploy.targets import TARGETS, get_target
 from edgeseg import checks
@@ -84,9 +85,7 @@ def timed_models(checkpoint: str, img_size: int, peers: str, precisions: list[st
                  ) -> tuple[dict[str, tuple[torch.nn.Module, dict]], list, list]:
     """The checkpoint's model (as `edgeseg`) and the named peers (`none` or a comma list) at `img_size`, with the
     int8 calibration images (train split; none without int8) and 4 held-out verification images."""
-    names = [] if peers == "none" else peers.split(",")
-    if unknown := [p for p in names if p not in PEERS]:
-        raise UserError(f"unknown peer {unknown[0]}; valid: {', '.join(PEERS)}, none")
+    names = [] if peers == "none" else PEERS.choose(peers)
     model, card = load_model(checkpoint)
     card = dict(card, img_size=img_size, open_vocab=False, source_checkpoint=file_hash(checkpoint))
     models = {"edgeseg": (model, card), **{name: PEERS[name](card) for name in names}}
@@ -217,9 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_gflops = {name: gflops(net, args.img_size) for name, (net, _) in models.items()}
     machine = cpu_info()
     peak, peak_how = peak_gflops(machine)
-    outputs = args.outputs.split(",")
-    if unknown := [o for o in outputs if o not in ("logits", "probs", "mask")]:
-        raise UserError(f"unknown output {unknown[0]}; valid: logits, probs, mask")
+    outputs = OUTPUTS.choose(args.outputs)
     jobs = [(name, t, p, o, n) for name in models for t in targets for p in precisions for o in outputs
             for n in threads]
     jobs += [(name, "torch", "fp32", "logits", n) for name in models for n in threads]

@@ -135,9 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/onnx-int8")
     parser.add_argument("--docs", default=None, help="also write DOCS/onnx-int8-recipes.md")
     args = parser.parse_args(argv)
-    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
-    if unknown := [r for r in recipes if r not in RECIPES]:
-        raise UserError(f"unknown recipe(s) {', '.join(unknown)}; valid: {', '.join(RECIPES)}")
+    recipes = RECIPES.choose(args.recipes)
     try:
         threads = checks.integer_list(args.threads, "--threads", 1, 1024)
         from edgeseg.card import load_model

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from edgeseg.card import make_card
-from edgeseg.errors import UserError, choose, cli_main
+from edgeseg.errors import UserError, cli_main
 from edgeseg.io import write_json, write_text
+from edgeseg.registry import Registry
 
 
 class LRASPPLogits(nn.Module):
@@ -56,13 +57,21 @@ def other_head(head: str) -> Callable[[dict], tuple[nn.Module, dict]]:
     return build
 
 
-def refined_head(card: dict) -> tuple[nn.Module, dict]:
-    """Our model with the refined fusion head of FAMILY's edgeseg-r32-d1 (random weights: for timing and profiles)."""
-    from edgeseg.card import build_model
+def family_member(name: str) -> Callable[[dict], tuple[nn.Module, dict]]:
+    """Our model as FAMILY[name]'s edgeseg.train flags build it, with the card's classes and text embeddings
+    (random weights: for timing and profiles)."""
 
-    peer_card = dict(card, head="fusion", head_config={**card["head_config"], "refine_width": 32, "depth": 1},
-                     output_stride=4)
-    return build_model(peer_card).eval(), peer_card
+    def build(card: dict) -> tuple[nn.Module, dict]:
+        from edgeseg.card import build_model, output_stride
+        from edgeseg.config import head_config, parse_with_config, training_parser
+
+        args = parse_with_config(training_parser("benchmarks.peers", ""), FAMILY[name])
+        config = head_config(args)
+        peer_card = dict(card, backbone=args.backbone, head=args.head, head_config=config,
+                         output_stride=output_stride(args.head, config))
+        return build_model(peer_card).eval(), peer_card
+
+    return build
 
 
 def yolo26n_sem(card: dict) -> tuple[nn.Module, dict]:
@@ -72,13 +81,14 @@ def yolo26n_sem(card: dict) -> tuple[nn.Module, dict]:
     return build(len(card["classes"]))[1], card_for(card["classes"], card["img_size"])
 
 
-PEERS: dict[str, Callable[[dict], tuple[nn.Module, dict]]] = {
+PEERS: Registry[Callable[[dict], tuple[nn.Module, dict]]] = Registry("peer", {
     "lraspp": lraspp,
     "linear": other_head("linear"),
     "denseclip": other_head("denseclip"),
-    "edgeseg-r32-d1": refined_head,
+    "edgeseg-r32-d1": family_member("edgeseg-r32-d1"),
+    "edgeseg-v4s-r32-d1": family_member("edgeseg-v4s-r32-d1"),
     "yolo26n-sem": yolo26n_sem,
-}
+}, extra=("none",))
 
 
 # Trained at equal budget by `python -m benchmarks.peers`: our family and the peers, each one edgeseg.train
@@ -94,6 +104,8 @@ FAMILY: dict[str, list[str]] = {
     # the redesigned head: decoder, pixel embeddings and scores at stride 8, a 32-channel text-conditioned stride-4
     # refinement (no 128-wide tensor at stride 4), one fusion block (docs/head-seeds.md, docs/pareto.md)
     "edgeseg-r32-d1": ["--backbone", "mobilenetv3", "--head", "fusion", "--refine-width", "32", "--depth", "1"],
+    # the same head on MobileNetV4-Conv-Small (plain convolutions: no SE or hard-swish islands for the runtimes)
+    "edgeseg-v4s-r32-d1": ["--backbone", "mobilenetv4-small", "--head", "fusion", "--refine-width", "32", "--depth", "1"],
     "edgeseg-small": ["--backbone", "mobilenetv3-small", "--head", "fusion", "--width", "64", "--depth", "1",
                       "--out-stride", "8"],
     # torchvision's lraspp_mobilenet_v3_large, layer for layer (3.22 M parameters at 12 classes)
@@ -198,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/peers")
     parser.add_argument("--seeds", default="0", help="comma list of training seeds (mean ± std over them)")
     args, train_args = parser.parse_known_args(argv)
-    names = choose(args.models, [*FAMILY, *EXTERNAL], "model")
+    names = Registry("model", {**FAMILY, **EXTERNAL}).choose(args.models)
     if any(flag in train_args for flag in ("--backbone", "--head", "--out", "--preset", "--seed")):
         raise UserError("--backbone/--head/--preset/--out/--seed are set per model; pass only shared edgeseg.train "
                         "flags (seeds: --seeds)")

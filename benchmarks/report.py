@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 from benchmarks.stamp import ROOT, stamp
 from edgeseg.errors import CheckFailed, UserError, cli_main
 from edgeseg.io import file_hash, write_text
+from edgeseg.registry import Registry
 
 # A tiny training budget for --fast (CI): a few iterations, a few val images.
 TINY = ["--iters", "4", "--val-interval", "2", "--val-limit", "4", "--batch-size", "4"]
@@ -153,10 +154,10 @@ def _peer_ckpts(out: Path) -> dict[str, Path]:
 
 # benchmarks.pareto's family beside the demo model (trained by the peers step), and the seeded accuracy study of
 # the speed changes (each model x 3 seeds; docs/family-seeds.md decides which changes are kept).
-PARETO_FAMILY = "edgeseg-r32-d1,edgeseg-w64-d1,edgeseg-s8,edgeseg-small,lraspp,yolo26n-sem"
+PARETO_FAMILY = "edgeseg-v4s-r32-d1,edgeseg-r32-d1,edgeseg-w64-d1,edgeseg-s8,edgeseg-small,lraspp,yolo26n-sem"
 SEEDED_FAMILY = "edgeseg,edgeseg-r32-d1,edgeseg-s8,edgeseg-w64,edgeseg-w64-d1,edgeseg-w32,edgeseg-small,lraspp"
 
-STEPS: dict[str, Step] = {
+STEPS: Registry[Step] = Registry("step", {
     "demo": Step(
         "demo-training", "Training the demo model (make demo's recipe)", "edgeseg.train",
         full=lambda d: ["--backbone", "mobilenetv3", "--iters", "1200", "--out", str(d)],
@@ -191,11 +192,12 @@ STEPS: dict[str, Step] = {
         table=_read("results.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"},
         images={"latency.png": "latency-outputs.png"}, cost="10 min"),
     "profile": Step(
-        "profile", "Where the milliseconds go at 128² and 512²: per-layer time by module, ours, the refined head, "
-        "LR-ASPP and YOLO26n-sem", "benchmarks.profile",
-        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--peers", "lraspp,edgeseg-r32-d1,yolo26n-sem", "--targets",
-                        "openvino,onnx", "--precisions", "fp32,int8", "--img-size", "128,512", "--threads", "2",
-                        "--runs", "30", "--out", str(d)],
+        "profile", "Where the milliseconds go at 128² and 512²: per-layer time by module, ours, the refined head "
+        "(on MobileNetV3 and on MobileNetV4-Small), LR-ASPP and YOLO26n-sem", "benchmarks.profile",
+        full=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--peers",
+                        "lraspp,edgeseg-r32-d1,edgeseg-v4s-r32-d1,yolo26n-sem", "--targets", "openvino,onnx",
+                        "--precisions", "fp32,int8", "--img-size", "128,512", "--threads", "2", "--runs", "30",
+                        "--out", str(d)],
         fast=lambda d: ["--checkpoint", _demo_ckpt(d.parent), "--targets", "onnx", "--precisions", "fp32",
                         "--img-size", "64", "--warmup", "1", "--runs", "2", "--peers", "none", "--out", str(d)],
         table=_read("profile.md"), checkpoints=lambda d, out: {"demo": out / "demo" / "best.pt"}, cost="5 min"),
@@ -316,12 +318,12 @@ STEPS: dict[str, Step] = {
     "head-seeds": Step(
         "head-seeds", "The redesigned head against LR-ASPP and YOLO26n-sem: best val mIoU over 3 seeds at the demo's "
         "budget", "benchmarks.peers",
-        full=lambda d: ["--models", "edgeseg-r32-d1,lraspp,yolo26n-sem", "--seeds", "0,1,2", "--iters", "1200",
-                        "--out", str(d)],
+        full=lambda d: ["--models", "edgeseg-r32-d1,edgeseg-v4s-r32-d1,lraspp,yolo26n-sem", "--seeds", "0,1,2",
+                        "--iters", "1200", "--out", str(d)],
         fast=lambda d: ["--models", "edgeseg-r32-d1", "--seeds", "0,1", *TINY, "--out", str(d)],
         table=_read("peers.md"), checkpoints=_trained,
-        cost="50 min on 2 CPU cores as two single-thread processes (one per model), and 30 min for YOLO26n-sem's 3 "
-             "seeds; minutes on a GPU"),
+        cost="75 min on 2 CPU cores as two single-thread processes (one per model and seed: 20 min each), and 30 "
+             "min for YOLO26n-sem's 3 seeds; minutes on a GPU"),
     "zeroshot": Step(
         "zeroshot-results", "Zero-shot benchmark", "benchmarks.zeroshot",
         full=lambda d: ["--iters", "600", "--out", str(d)],
@@ -329,7 +331,7 @@ STEPS: dict[str, Step] = {
         table=_read("zeroshot.md"), images={"zeroshot.png": "zeroshot.png", "zeroshot.json": "zeroshot-rows.json"},
         checkpoints=_zeroshot_digests,
         cost="about 8 GPU minutes on an H200 per variant group; 4-6 hours on 2 CPU cores"),
-}
+}, extra=("all", "none"))
 # `make results` without STEPS: everything a 2-core CPU finishes in about three hours (zeroshot and family-seeds,
 # GPU-sized: --steps all).
 DEFAULT_STEPS = ["demo", "parity", "latency", "latency-outputs", "profile", "vocabulary", "accuracy", "mediapipe", "heads",
@@ -434,9 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"README: every generated block equals its docs file ({len(readme_blocks(readme.read_text(), readme.parent))})")
         return 0
     names = (list(STEPS) if args.steps == "all" else [] if args.steps == "none"
-             else [s.strip() for s in (args.steps or ",".join(DEFAULT_STEPS)).split(",") if s.strip()])
-    if unknown := [n for n in names if n not in STEPS]:
-        raise UserError(f"unknown step(s) {', '.join(unknown)}; valid: {', '.join(STEPS)}, all, none")
+             else STEPS.choose(args.steps or DEFAULT_STEPS))
     out = Path(args.out or ("runs/report-fast" if args.fast else "runs/report"))
     docs = Path(args.docs or (out / "docs" if args.fast else ROOT / "docs"))
     readme = Path(args.readme) if args.readme else (ROOT / "README.md" if docs.resolve() == (ROOT / "docs") else None)

@@ -19,13 +19,16 @@ from tqdm import tqdm
 from benchmarks.latency import _timing
 from benchmarks.onnx_int8 import NOISE, publish
 from deploy.export import export
+from deploy.parity import PRECISIONS
 from deploy.rewrites import REWRITES
+from deploy.targets import TARGETS
 from edgeseg import checks
-from edgeseg.errors import UserError, choose, cli_main
+from edgeseg.errors import UserError, cli_main
 from edgeseg.io import file_hash
+from edgeseg.registry import Registry
 
-TARGETS = ("onnx", "openvino", "tflite")  # the runtimes that run here (Core ML needs macOS)
-PRECISIONS = ("fp32", "fp16", "int8")
+# the runtimes that run here (Core ML needs macOS)
+RUNNABLE: Registry[str] = Registry("target", {t: TARGETS[t] for t in ("onnx", "openvino", "tflite")})
 
 
 def _export(checkpoint: str, folder: Path, target: str, size: int, rewrite: str, args) -> dict:
@@ -84,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="best.pt from edgeseg.train (the demo model)")
     parser.add_argument("--rewrites", default=",".join(REWRITES), help=f"comma list of {', '.join(REWRITES)}")
-    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma list of {', '.join(TARGETS)}")
+    parser.add_argument("--targets", default=",".join(RUNNABLE), help=f"comma list of {', '.join(RUNNABLE)}")
     parser.add_argument("--sizes", default="128,512", help="input sizes (multiples of 32)")
     parser.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 (int8: calibrated on --calib-data, "
                         "the keep-float roles of deploy.roles; DOCS/rewrites-int8.md)")
@@ -97,12 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/rewrites")
     parser.add_argument("--docs", default=None, help="also write DOCS/rewrites.md (DOCS/rewrites-PRECISION.md)")
     args = parser.parse_args(argv)
-    names, targets = choose(args.rewrites, list(REWRITES), "rewrite"), choose(args.targets, list(TARGETS), "target")
+    names, targets = REWRITES.choose(args.rewrites), RUNNABLE.choose(args.targets)
     if not names or not targets:
         raise UserError("give at least one rewrite and one target")
     sizes = checks.integer_list(args.sizes, "--sizes", 32, 4096)
-    if args.precision not in PRECISIONS:
-        raise UserError(f"unknown --precision {args.precision}; valid: {', '.join(PRECISIONS)}")
+    PRECISIONS.lookup(args.precision, where="--precision")
     checks.threads(args.threads, "--threads")
     for value, flag in ((args.rounds, "--rounds"), (args.runs, "--runs"), (args.verify_images, "--verify-images")):
         checks.integer(value, flag, 1)

@@ -95,11 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--docs", default=None, help="also write DOCS/tflite-int8-recipes.md")
     args = parser.parse_args(argv)
     models = parse_models(args.models)
-    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
-    if unknown := [r for r in recipes if r not in RECIPES]:
-        raise UserError(f"unknown recipe(s) {', '.join(unknown)}; valid: {', '.join(RECIPES)}")
-    if args.output not in OUTPUTS:
-        raise UserError(f"--output {args.output}: choose one of {', '.join(OUTPUTS)}")
+    recipes = RECIPES.choose(args.recipes)
+    OUTPUTS.lookup(args.output, where="--output")
     if args.rounds < 1 or args.runs < 1:
         raise UserError(f"--rounds and --runs must be at least 1 (got {args.rounds} and {args.runs})")
     try:

@@ -31,18 +31,19 @@ from edgeseg.evaluate import control_embeddings, evaluate_model
 from edgeseg.io import file_hash, load_checkpoint, write_json, write_text
 from edgeseg.card import build_model
 from edgeseg.presets import describe
+from edgeseg.registry import Registry
 
 SPLIT_FILE = Path(__file__).resolve().parent.parent / "configs" / "splits" / "synthetic-attributes-unseen.txt"
 DATA = "synthetic-attributes"
 # variant id -> edgeseg.train flags: the three heads, then the seed papers' presets and ours.
-VARIANTS: dict[str, list[str]] = {
+VARIANTS: Registry[list[str]] = Registry("variant", {
     "head-fusion": ["--head", "fusion"],
     # the refined fusion head (issue #25: scores at stride 8 + a thin text-conditioned stride-4 refinement)
     "head-fusion-r32-d1": ["--head", "fusion", "--refine-width", "32", "--depth", "1"],
     "head-denseclip": ["--head", "denseclip"],
     "head-linear": ["--head", "linear"],
     **{f"preset-{name}": ["--preset", name] for name in ("denseclip", "icpc", "mvp", "spm", "edgeseg")},
-}
+})
 FULL = {"iters": 600, "seeds": "0,1,2"}
 FAST = {"iters": 6, "seeds": "0,1", "variants": "head-fusion,preset-mvp",
         "flags": ["--batch-size", "4", "--img-size", "64", "--val-limit", "8"]}
@@ -175,9 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--preset/--head/--out/--seed/--unseen/--data are set by the benchmark; "
                         "pass only shared edgeseg.train flags")
     mode = FAST if args.fast else FULL
-    names = [v.strip() for v in (args.variants or mode.get("variants") or ",".join(VARIANTS)).split(",") if v.strip()]
-    if unknown := [n for n in names if n not in VARIANTS]:
-        raise UserError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
+    names = VARIANTS.choose(args.variants or mode.get("variants") or list(VARIANTS))
     try:
         seeds = [int(s) for s in (args.seeds or mode["seeds"]).split(",") if s.strip()]
     except ValueError as exc:

@@ -25,7 +25,8 @@ import torch
 
 from deploy.calibration import check_disjoint, load_inputs_with_ids
 from deploy import rewrites
-from deploy.parity import THRESHOLDS, compare, torch_reference
+from deploy.outputs import OUTPUTS
+from deploy.parity import PRECISIONS, THRESHOLDS, compare, torch_reference
 from deploy.targets import TARGETS, get_target, missing_package
 from deploy.targets.onnx import DEFAULT_RECIPE as ONNX_DEFAULT, RECIPES as ONNX_RECIPES
 from deploy.targets.tflite import DEFAULT_RECIPE as TFLITE_DEFAULT, RECIPES as TFLITE_RECIPES
@@ -43,17 +44,13 @@ from deploy.vocabulary import (
 )
 from edgeseg.models import OpenVocabSegmenter
 from edgeseg.models.heads import accepts_any_k
-
-PRECISIONS = ("fp32", "fp16", "int8")
-OUTPUTS = ("logits", "probs", "mask")  # deploy.outputs
+from edgeseg.registry import Registry
 
 
-def _split(value: str, valid: Sequence[str], what: str) -> list[str]:
-    items = list(valid) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
-    for item in items:
-        if item not in valid:
-            raise UserError(f"unknown {what} '{item}'; valid: {', '.join(valid)}, all")
-    return items
+
+def _split(value: str | Sequence[str], valid: Registry) -> list[str]:
+    """A comma list (or sequence) of `valid`'s names, `all` for every one."""
+    return list(valid) if value == "all" else valid.choose(value)
 
 
 def export_one(graph: torch.nn.Module, example: tuple, card: dict, target: str, precision: str, out_dir: Path,
@@ -268,8 +265,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
     parity reports (each with `artifact`, the model file). The Python form of `python -m deploy.export`:
     the same options (underscored), the same `UserError`s for bad combinations, and with `enforce` a
     `CheckFailed` when an artifact misses its precision's agreement threshold (nothing is published)."""
-    targets = _split(target if isinstance(target, str) else ",".join(target), list(TARGETS), "target")
-    precisions = _split(precision if isinstance(precision, str) else ",".join(precision), PRECISIONS, "precision")
+    targets, precisions = _split(target, TARGETS), _split(precision, PRECISIONS)
     if not targets or not precisions:
         raise UserError("give at least one target and one precision")
     if int8_io and not ("tflite" in targets and "int8" in precisions):
@@ -278,12 +274,12 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
         raise UserError("--nhwc applies to TFLite artifacts only: add --target tflite")
     if coreml_w8a8 and not ("coreml" in targets and "int8" in precisions):
         raise UserError("--coreml-w8a8 applies to Core ML int8 artifacts only: add --target coreml --precision int8")
-    if onnx_int8_recipe and onnx_int8_recipe not in ONNX_RECIPES:
-        raise UserError(f"unknown ONNX int8 recipe '{onnx_int8_recipe}'; valid: {', '.join(ONNX_RECIPES)}")
+    if onnx_int8_recipe:
+        ONNX_RECIPES.lookup(onnx_int8_recipe)
     if onnx_int8_recipe and not ("onnx" in targets and "int8" in precisions):
         raise UserError("--onnx-int8-recipe applies to ONNX int8 artifacts only: add --target onnx --precision int8")
-    if tflite_int8_recipe and tflite_int8_recipe not in TFLITE_RECIPES:
-        raise UserError(f"unknown TFLite int8 recipe '{tflite_int8_recipe}'; valid: {', '.join(TFLITE_RECIPES)}")
+    if tflite_int8_recipe:
+        TFLITE_RECIPES.lookup(tflite_int8_recipe)
     if tflite_int8_recipe and not ("tflite" in targets and "int8" in precisions):
         raise UserError("--tflite-int8-recipe applies to TFLite int8 artifacts only: add --target tflite --precision int8")
     if mediapipe and set(targets) != {"tflite"}:
@@ -294,8 +290,7 @@ def export(checkpoint: str | Path, target: str | Sequence[str] = "onnx", precisi
     nhwc = nhwc or mediapipe
     if uint8_input and set(targets) != {"openvino"}:
         raise UserError("--uint8-input applies to OpenVINO artifacts only (PrePostProcessor): use --target openvino")
-    if output not in OUTPUTS:
-        raise UserError(f"--output {output}: choose one of {', '.join(OUTPUTS)}")
+    OUTPUTS.lookup(output, where="--output")
     calib_size = checks.integer(calib_size, "--calib-size", 1, 100_000)
     verify_images = checks.integer(verify_images, "--verify-images", 1, 100_000)
     if img_size is not None:

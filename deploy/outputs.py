@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OUTPUTS = ("logits", "probs", "mask")
+from edgeseg.api import OUTPUTS  # the one list of outputs: mask, probs, logits
 
 
 def mask_dtype(classes: int, target: str) -> str:

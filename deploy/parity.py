@@ -8,8 +8,11 @@ import numpy as np
 import torch
 
 from edgeseg.metrics import ConfusionMatrix
+from edgeseg.registry import Registry
 
-THRESHOLDS = {"fp32": 0.999, "fp16": 0.995, "int8": 0.97}
+# the export precisions and their pixel-agreement thresholds: the one list of precisions
+THRESHOLDS: Registry[float] = Registry("precision", {"fp32": 0.999, "fp16": 0.995, "int8": 0.97})
+PRECISIONS = THRESHOLDS
 
 
 def compare(reference: Callable[..., np.ndarray], candidate: Callable[..., np.ndarray],

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from deploy.outputs import PostProcess
-from edgeseg.errors import UserError
+from edgeseg.registry import Registry
 from edgeseg.models import OpenVocabSegmenter, Segmenter
 from edgeseg.models.heads import FusionHead
 from edgeseg.models.layers import l2_normalize, mask_class_maps
@@ -95,14 +95,14 @@ class Rewrite:
     about: str
 
 
-REWRITES: dict[str, Rewrite] = {
+REWRITES: Registry[Rewrite] = Registry("rewrite", {
     "fold-mask-score": Rewrite(
         _folds, lambda graph, card: FoldedMaskScore(_segmenter(graph), card["img_size"], card["mask_dtype"]).eval(),
         # on where benchmarks.rewrites measured it faster at 128² or 512² and slower at neither (docs/rewrites.md,
         # docs/rewrites-int8.md); Core ML: not measurable on Linux, so off until a Mac measures it
         {"fp32": ("onnx", "openvino", "tflite"), "fp16": ("onnx", "openvino", "tflite"), "int8": INT8_FOLD_TARGETS},
         "class-mask graphs of the fusion head: pixel embedding + cosine folded into one K x D matmul per image"),
-}
+}, extra=("auto", "none"))
 
 
 def choose(value: str | None) -> list[str] | None:
@@ -111,10 +111,7 @@ def choose(value: str | None) -> list[str] | None:
         return None
     if value == "none":
         return []
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    if unknown := [n for n in names if n not in REWRITES]:
-        raise UserError(f"unknown rewrite(s) {', '.join(unknown)}; valid: {', '.join(REWRITES)}, auto, none")
-    return names
+    return REWRITES.choose(value)
 
 
 def requested(card: dict, target: str, precision: str) -> list[str]:

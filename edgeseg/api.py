@@ -17,9 +17,15 @@ import numpy as np
 
 from edgeseg import checks
 from edgeseg.errors import UserError
+from edgeseg.registry import Registry
 
 Image = Union[str, Path, np.ndarray]
-OUTPUTS = ("mask", "probs", "logits")
+# what a model returns per image; also what an exported graph can end with (deploy.outputs, --output)
+OUTPUTS: Registry[str] = Registry("output", {
+    "mask": "class indices, one per pixel",
+    "probs": "class probabilities per pixel",
+    "logits": "class scores at the model's output stride",
+})
 ARTIFACT_SUFFIXES = (".onnx", ".xml", ".tflite", ".mlpackage")
 
 
@@ -65,8 +71,7 @@ class Model:
 
         output: "mask" -> class indices [H, W] (uint8, int32 past 255 classes); "probs" -> softmax [K, H, W]
         float32; "logits" -> [K, H, W] float32 (both upsampled to the image size)."""
-        if output not in OUTPUTS:
-            raise UserError(f"output '{output}' is not one of {', '.join(OUTPUTS)}")
+        OUTPUTS.lookup(output)
         if isinstance(image, (list, tuple)):
             return [self._predict_one(one, output) for one in image]
         return self._predict_one(image, output)

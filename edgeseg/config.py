@@ -129,10 +129,9 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
             values["unseen"] = str(path.parent / unseen)
         elif isinstance(unseen, list):
             values["unseen"] = ",".join(str(v) for v in unseen)
-        if values.get("preset") is not None and values["preset"] not in PRESETS:
-            raise UserError(f"--config {path}: unknown preset '{values['preset']}'; valid: {', '.join(sorted(PRESETS))}")
-        if values.get("size") is not None and values["size"] not in SIZES:
-            raise UserError(f"--config {path}: unknown size '{values['size']}'; valid: {', '.join(SIZES)}")
+        for table, key in ((PRESETS, "preset"), (SIZES, "size")):
+            if values.get(key) is not None:
+                table.lookup(values[key], where=f"--config {path}")
     size = pre.size or values.get("size")
     if size:
         parser.set_defaults(**SIZES[size])
@@ -149,10 +148,8 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
 
 def check_args(args: argparse.Namespace) -> None:
     """Reject values that would fail later with a less helpful message."""
-    if args.backbone not in BACKBONES:
-        raise UserError(f"unknown backbone '{args.backbone}'; valid: {', '.join(BACKBONES)}")
-    if args.head not in HEADS:
-        raise UserError(f"unknown head '{args.head}'; valid: {', '.join(HEADS)}")
+    BACKBONES.lookup(args.backbone)
+    HEADS.lookup(args.head)
     for name in ("iters", "batch_size", "img_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be positive")

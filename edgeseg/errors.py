@@ -14,14 +14,6 @@ class UserError(Exception):
     exit_code = 2
 
 
-def choose(value: str, valid: list[str], what: str) -> list[str]:
-    """A comma list of names from `valid` ("a,b"); UserError naming the unknown ones and the valid ones."""
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    if unknown := [n for n in names if n not in valid]:
-        raise UserError(f"unknown {what}(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return names
-
-
 class CheckFailed(UserError):
     """A verification the user asked for did not pass (e.g. export parity); exit status 1."""
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-PRESETS: dict[str, dict[str, Any]] = {
+from edgeseg.registry import Registry
+
+PRESETS: Registry[dict[str, Any]] = Registry("preset", {
     # DenseCLIP: context tokens through the text tower, post-model prompting, aux pixel-text CE 0.4.
     "denseclip": {"head": "denseclip", "context_tokens": 8, "post_prompt": True, "aux_weight": 0.4},
     # ICPC on DenseCLIP: + instance-conditioned prompts, align-guided contrastive loss, multi-scale alignment.
@@ -17,18 +19,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Ours: the fusion head on a frozen ImageNet backbone with SPM's prompt matchers, the best row of
     # benchmarks.ablation (README); needs pretrained weights (a frozen random backbone is useless).
     "edgeseg": {"head": "fusion", "freeze_backbone": True, "prompt_matcher": True},
-}
+})
 
 
 # The model family (`--size NAME`): speed/accuracy points of the accuracy-latency frontier (README, docs/pareto.md,
 # docs/family-seeds.md). `base` is the default model; the others trade mIoU for latency.
-SIZES: dict[str, dict[str, Any]] = {
+SIZES: Registry[dict[str, Any]] = Registry("size", {
     "base": {"backbone": "mobilenetv3", "width": 128, "depth": 2, "out_stride": 4, "decoder_width": None},
     # a 64-wide decoder / pixel embedding and one fusion block (benchmarks.peers: edgeseg-w64-d1)
     "fast": {"backbone": "mobilenetv3", "width": 128, "depth": 1, "out_stride": 4, "decoder_width": 64},
     # MobileNetV3-Small, 64-wide head, one fusion block, logits at stride 8 (benchmarks.peers: edgeseg-small)
     "small": {"backbone": "mobilenetv3-small", "width": 64, "depth": 1, "out_stride": 8, "decoder_width": None},
-}
+})
 
 
 def describe(name: str, table: dict[str, dict[str, Any]] | None = None) -> str:

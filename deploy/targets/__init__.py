@@ -16,17 +16,18 @@ import importlib
 from types import ModuleType
 
 from edgeseg.errors import UserError
+from edgeseg.registry import Registry
 
 # Graph inputs by position: the image, then (open vocabulary) the padded class embeddings [K_max, D]
 # and their validity mask [K_max] (1 = a class, 0 = an unused slot).
 INPUT_NAMES = ("image", "text_embeddings", "valid")
 
-TARGETS: dict[str, str] = {
+TARGETS: Registry[str] = Registry("target", {
     "onnx": "deploy.targets.onnx",
     "openvino": "deploy.targets.openvino",
     "coreml": "deploy.targets.coreml",
     "tflite": "deploy.targets.tflite",
-}
+}, extra=("all",))
 SUFFIXES: dict[str, str] = {".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml", ".tflite": "tflite"}
 EXTRAS: dict[str, str] = {"onnx": "-e .", "openvino": '-e ".[openvino]"', "coreml": '-e ".[coreml]"',
                           "tflite": '-e ".[tflite]"'}  # what `pip install` needs for each target (in a checkout)
@@ -39,10 +40,8 @@ def missing_package(target: str, exc: ImportError) -> UserError:
 
 def get_target(name: str) -> ModuleType:
     """Import a target module by name; clear errors for unknown names and missing packages."""
-    if name not in TARGETS:
-        raise UserError(f"unknown target '{name}'; valid: {', '.join(TARGETS)}, all")
     try:
-        return importlib.import_module(TARGETS[name])
+        return importlib.import_module(TARGETS.lookup(name))
     except ImportError as exc:
         raise missing_package(name, exc) from exc
 

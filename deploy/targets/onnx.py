@@ -13,6 +13,7 @@ import numpy as np
 
 from deploy.roles import as_called, float_roles, inside, modules_in_roles, onnx_module_path
 from deploy.targets import INPUT_NAMES
+from edgeseg.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
     import torch
@@ -30,7 +31,7 @@ OPSET = 17
 # docs/onnx-int8-recipes.md: Intel Xeon with AVX-512 VNNI, 2 threads; QDQ S8S8 ran at 1.6-2.3x fp32's latency,
 # QOperator U8S8 with the early layers float at 0.80x (128²) to 1.19x (512²), and with the backbone's ops between
 # convolutions int8 too (`-ops`) at 0.76x to 1.16x, agreement 99.37 / 98.69 %); `--onnx-int8-recipe` picks another.
-RECIPES: dict[str, dict] = {
+RECIPES: Registry[dict] = Registry("ONNX int8 recipe", {
     "s8s8-qdq-rr": {"activation": "QInt8", "format": "QDQ", "reduce_range": True},
     "s8s8-qdq": {"activation": "QInt8", "format": "QDQ", "reduce_range": False},
     "u8s8-qdq": {"activation": "QUInt8", "format": "QDQ", "reduce_range": False},
@@ -41,7 +42,7 @@ RECIPES: dict[str, dict] = {
                            "calibration": "Percentile", "early": True},
     "u8s8-qop-pct-early-ops": {"activation": "QUInt8", "format": "QOperator", "reduce_range": False,
                                "calibration": "Percentile", "early": True, "backbone_ops": True},
-}
+})
 # `backbone_ops`: in the backbone, the ops between convolutions (ReLU, residual Add, the Mul of hard-swish and
 # squeeze-excite, its pooling) run on int8 too, so consecutive int8 convolutions need no Dequantize/Quantize
 # pair between them (the profile's 13 ms of DQ/Q at 512², docs/profile.md). The head's stay float.

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.registry import Registry
+
 if TYPE_CHECKING:  # annotations only: the runtime side never imports torch
     import torch
 
@@ -22,12 +24,12 @@ SUFFIX = ".tflite"
 # written as x * hardsigmoid(x) (`gate`). `adds` quantizes the residual adds litert_torch's annotator misses.
 # `int8-early` also quantizes the stem and first two stages (the `early` role of deploy.roles). Measured with
 # `python -m benchmarks.tflite_int8` (docs/tflite-int8-recipes.md); `--tflite-int8-recipe` picks another.
-RECIPES: dict[str, dict[str, bool]] = {
+RECIPES: Registry[dict[str, bool]] = Registry("TFLite int8 recipe", {
     "litert": {"tensor_adds": False, "gate_hardswish": False},
     "adds": {"tensor_adds": True, "gate_hardswish": False},
     "adds-gate": {"tensor_adds": True, "gate_hardswish": True},
     "adds-gate-int8-early": {"tensor_adds": True, "gate_hardswish": True, "early_float": False},
-}
+})
 DEFAULT_RECIPE = "adds-gate"
 
 

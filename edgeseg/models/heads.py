@@ -27,6 +27,7 @@ from edgeseg.models.layers import (
     unflatten_pixels,
 )
 from edgeseg.models.prompting import ContextDecoder, InstancePrompt, MultiViewScore
+from edgeseg.registry import Registry
 
 HeadOutput = dict[str, object]
 
@@ -241,12 +242,12 @@ class LRASPPHead(nn.Module):
         return {"logits": self.decoder({"low": features[1], "high": features[-1]}), "aux": []}
 
 
-HEADS: dict[str, Callable[..., nn.Module]] = {
+HEADS: Registry[Callable[..., nn.Module]] = Registry("head", {
     "fusion": FusionHead,
     "denseclip": DenseCLIPHead,
     "linear": LinearHead,
     "lraspp": LRASPPHead,  # a peer (no text): benchmarks.peers trains it like ours
-}
+})
 
 # Prompting options (head_config keys) each head accepts; edgeseg.config rejects the others.
 TOKEN_HEAD_OPTIONS = frozenset({"post_prompt", "instance_prompt", "multiscale_align", "views", "presence_gate",
@@ -272,6 +273,4 @@ def accepts_any_k(card: dict) -> bool:
 
 def build_head(name: str, channels: list[int], text_dim: int, num_classes: int, **config: object) -> nn.Module:
     """Build a head by name; the error lists the valid names."""
-    if name not in HEADS:
-        raise UserError(f"unknown head '{name}'; valid: {', '.join(HEADS)}")
-    return HEADS[name](channels, text_dim, num_classes, **config)
+    return HEADS.lookup(name)(channels, text_dim, num_classes, **config)

@@ -1,4 +1,5 @@
 """The trained peer is torchvision's LR-ASPP layer for layer; the frontier keeps only unbeaten points."""
+import pytest
 import torch
 
 from benchmarks.pareto import frontier
@@ -18,17 +19,21 @@ def test_lraspp_peer_is_torchvision_lraspp_mobilenet_v3_large():
     assert ours(torch.zeros(1, 3, 128, 128)).shape == (1, 12, 16, 16)  # logits at stride 8, like torchvision's
 
 
-def test_refined_peer_is_the_family_member_with_the_same_flags():
-    """PEERS' edgeseg-r32-d1 (random weights, for profiles) is the model FAMILY's edgeseg-r32-d1 trains."""
+@pytest.mark.parametrize("name", ["edgeseg-r32-d1", "edgeseg-v4s-r32-d1"])
+def test_family_peer_is_the_model_its_family_flags_train(name):
+    """PEERS' family members (random weights, for profiles) are the models edgeseg.train builds from FAMILY's flags:
+    the same backbone and every tensor of the same shape."""
     from benchmarks.peers import FAMILY, PEERS
     from edgeseg.card import make_card
     from edgeseg.config import head_config, parse_with_config, training_parser
 
-    args = parse_with_config(training_parser("edgeseg.train", ""), FAMILY["edgeseg-r32-d1"])
+    args = parse_with_config(training_parser("edgeseg.train", ""), FAMILY[name])
     card = make_card(classes=list("abc"), backbone="mobilenetv3", head="fusion", head_config={"dim": 128, "depth": 2,
                      "heads": 4}, img_size=64, mean=[0.0] * 3, std=[1.0] * 3, text_encoder="minilm", text_dim=384)
-    model, peer_card = PEERS["edgeseg-r32-d1"](card)
-    assert peer_card["head_config"] == head_config(args) and peer_card["output_stride"] == 4
+    model, peer_card = PEERS[name](card)
+    trained = Segmenter(args.backbone, args.head, torch.zeros(3, 384), head_config(args))
+    assert peer_card["backbone"] == args.backbone and peer_card["output_stride"] == 4
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in trained.state_dict().items()}
     assert model.head.refine is not None and len(model.head.fusion.blocks) == 1
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 16, 16)
 

@@ -56,17 +56,26 @@ def test_artifact_runs_and_matches_torch(exported_all, trained_run, target, prec
         assert all(d["dtype"] == np.float32 for d in details), details
 
 
-@pytest.mark.slow
-def test_tflite_nhwc_layout_for_android(exported_all, trained_run, tmp_path):
-    """--nhwc: image input [1, S, S, 3] and logits [1, h, w, K]; same results as the NCHW artifact, parity checked."""
+@pytest.fixture(scope="module")
+def exported_mediapipe(trained_run, tmp_path_factory):
+    """TFLite fp32 and int8 with --mediapipe: NHWC (what --nhwc makes) plus MediaPipe's metadata; one export for
+    the layout test and the stock-client test (CI time: each exported its own)."""
+    out = tmp_path_factory.mktemp("export_mediapipe")
     proc = run_cli("deploy.export", "--checkpoint", str(trained_run / "best.pt"), "--target", "tflite", "--precision",
-                   "fp32,int8", "--nhwc", "--calib-data", "synthetic", "--calib-size", "16", "--out", str(tmp_path),
+                   "fp32,int8", "--mediapipe", "--calib-data", "synthetic", "--calib-size", "16", "--out", str(out),
                    timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_tflite_nhwc_layout_for_android(exported_all, exported_mediapipe):
+    """--nhwc (here through --mediapipe, which implies it): image input [1, S, S, 3] and logits [1, h, w, K]; same
+    results as the NCHW artifact, parity checked."""
     nchw = load(exported_all / "tflite-fp32")
     images = [SyntheticScenes("val", 128).load(i)[0] for i in range(3)]
     for precision in ("fp32", "int8"):
-        folder = tmp_path / f"tflite-{precision}-nhwc"
+        folder = exported_mediapipe / f"tflite-{precision}-nhwc-mediapipe"
         parity = json.loads((folder / "parity.json").read_text())
         assert parity["passed"] is True and json.loads((folder / "card.json").read_text())["layout"] == "nhwc"
         predictor = load(folder)
@@ -337,18 +346,14 @@ def test_openvino_takes_camera_frames_with_plain_openvino(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_mediapipe_image_segmenter_opens_the_tflite_artifact(trained_run, tmp_path):
+def test_mediapipe_image_segmenter_opens_the_tflite_artifact(exported_mediapipe):
     """--mediapipe: MediaPipe Tasks' ImageSegmenter (stock, PyPI mediapipe) opens the artifact as is, reads its
     metadata (scalar normalisation, labels) and its category mask agrees with deploy.runtime's."""
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    checkpoint = str(trained_run / "best.pt")
-    proc = run_cli("deploy.export", "--checkpoint", checkpoint, "--target", "tflite", "--precision", "fp32,int8",
-                   "--calib-data", "synthetic", "--mediapipe", "--out", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-2000:]
     for precision in ("fp32", "int8"):
-        folder = tmp_path / f"tflite-{precision}-nhwc-mediapipe"
+        folder = exported_mediapipe / f"tflite-{precision}-nhwc-mediapipe"
         options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(folder / "model.tflite")),
                                                output_category_mask=True, output_confidence_masks=False)
         segmenter = vision.ImageSegmenter.create_from_options(options)

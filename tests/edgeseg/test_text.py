@@ -70,6 +70,27 @@ def test_openclip_without_weights_names_the_fix():
         build_encoder("openclip:ViT-B-32/laion2b_s34b_b79k")
 
 
+def test_openclip_weights_come_from_a_file_or_the_cache_and_never_wait_on_the_network(tmp_path, monkeypatch):
+    import open_clip
+
+    from edgeseg import hub
+    from edgeseg.text import _openclip_weights
+
+    local = tmp_path / "weights.bin"
+    local.write_bytes(b"x")
+    assert _openclip_weights(open_clip, "ViT-B-32", str(local)) == str(local)  # a file: as it is
+    asked = []
+    monkeypatch.setattr(hub, "cached_file", lambda repo, names: asked.append(repo) or str(local))
+    assert _openclip_weights(open_clip, "ViT-B-32", "laion2b_s34b_b79k") == str(local)  # a tag: its cached file
+    assert asked == ["laion/CLIP-ViT-B-32-laion2B-s34B-b79K"]
+    monkeypatch.setattr(hub, "cached_file", lambda repo, names: None)
+    monkeypatch.setattr(hub, "reachable", lambda *a, **k: pytest.fail("EDGESEG_OFFLINE=1 must not probe the hub"))
+    with pytest.raises(UserError, match="not in the local cache"):
+        _openclip_weights(open_clip, "ViT-B-32", "laion2b_s34b_b79k")
+    with pytest.raises(UserError, match="tags: openai"):
+        _openclip_weights(open_clip, "ViT-B-32", "no-such-tag")
+
+
 def test_loading_the_text_encoder_leaves_the_environment_as_it_was(monkeypatch):
     """Issue #16: HF_HUB_OFFLINE used to stay set after a text encoder load, stopping later hub downloads."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
