@@ -49,7 +49,8 @@ from edgeseg.registry import Registry
 
 
 def _split(value: str | Sequence[str], valid: Registry) -> list[str]:
-    """A comma list (or sequence) of `valid`'s names, `all` for every one."""
+    """A comma list (or sequence) of `valid`'s names, `all` for every one (also as a one-item sequence)."""
+    value = value if isinstance(value, str) else ",".join(value)
     return list(valid) if value == "all" else valid.choose(value)
 
 
